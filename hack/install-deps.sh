@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, every host tool the tests and the demo need.
+# Idempotent: packages already present are skipped.
+set -euo pipefail
+pkgs=(iptables nftables iproute2 cpio etcd-server openssl kmod gzip)
+if [[ "${WITH_E2E:-0}" == 1 ]]; then
+  pkgs+=(docker.io debootstrap)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,329 @@
+// Package config is the one configuration shared by the node agent (its
+// ConfigMap) and the CNI plugin (the entry the agent writes into the
+// conflist). Defaults are strict; every weakening is explicit and validated.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/kagenti/authbridge-node/pkg/redirect"
+)
+
+// Mode is a pod's egress enforcement mode.
+type Mode string
+
+const (
+	ModeEnforceRedirect Mode = "enforce-redirect"
+	ModeNone            Mode = "none"
+	ModeAuto            Mode = "auto"
+)
+
+// Modes lists the allowed values, in the order docs and errors show them.
+var Modes = []Mode{ModeEnforceRedirect, ModeAuto, ModeNone}
+
+// ParseMode refuses anything but the three modes, naming the allowed values.
+func ParseMode(s string) (Mode, error) {
+	for _, m := range Modes {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("unknown egress enforcement mode %q: allowed values are %q, %q, %q", s, ModeEnforceRedirect, ModeAuto, ModeNone)
+}
+
+// Annotation and ConfigMap names that select a pod's mode.
+const (
+	AnnotationEgressEnforcement = "kagenti.io/egress-enforcement"
+	NamespaceConfigMap          = "authbridge-runtime-config"
+	NamespaceConfigMapKey       = "config.yaml"
+)
+
+// SecurityModelVersion is the version of docs/security-model.md an admin must
+// acknowledge to allow cooperative mode. Bump it when the document's threat
+// table changes, so every acknowledgement is re-read.
+const (
+	SecurityModelVersion = "security-model-v1"
+	SecurityModelDoc     = "docs/security-model.md"
+)
+
+// Policy is the enforcement policy: what mode pods get and how rules look.
+type Policy struct {
+	// DefaultMode is the cluster default (enforce-redirect).
+	DefaultMode Mode `json:"defaultMode,omitempty"`
+	// AllowCooperative permits pods to run without redirect (mode none, or
+	// auto on an incapable node). Requires AcknowledgeCooperativeRisks.
+	AllowCooperative bool `json:"allowCooperative,omitempty"`
+	// AcknowledgeCooperativeRisks must equal SecurityModelVersion when
+	// AllowCooperative is true.
+	AcknowledgeCooperativeRisks string `json:"acknowledgeCooperativeRisks,omitempty"`
+	// Backends is the preference order of redirect backends.
+	Backends []string `json:"backends,omitempty"`
+	// SidecarContainerNames recognise an AuthBridge pod: a container (or a
+	// native sidecar init container) with one of these names.
+	SidecarContainerNames []string `json:"sidecarContainerNames,omitempty"`
+
+	ProxyUID             uint32   `json:"proxyUID,omitempty"`
+	OutboundPort         uint16   `json:"outboundPort,omitempty"`
+	InboundRedirect      bool     `json:"inboundRedirect,omitempty"`
+	InboundPort          uint16   `json:"inboundPort,omitempty"`
+	ExcludeInboundPorts  []uint16 `json:"excludeInboundPorts,omitempty"`
+	ExcludeOutboundCIDRs []string `json:"excludeOutboundCIDRs,omitempty"`
+	ExcludeOutboundPorts []uint16 `json:"excludeOutboundPorts,omitempty"`
+	Mark                 uint32   `json:"mark,omitempty"`
+	MarkMask             uint32   `json:"markMask,omitempty"`
+	// ClusterDNS overrides the cluster DNS service IPs used as resolvers for
+	// ClusterFirst pods (normally taken from the kubelet config by the agent).
+	ClusterDNS []string `json:"clusterDNS,omitempty"`
+}
+
+// DefaultSidecarContainerName is the AuthBridge sidecar's container name.
+const DefaultSidecarContainerName = "authbridge-proxy"
+
+// WithDefaults fills every unset field with its strict default.
+func (p Policy) WithDefaults() Policy {
+	if p.DefaultMode == "" {
+		p.DefaultMode = ModeEnforceRedirect
+	}
+	if len(p.Backends) == 0 {
+		p.Backends = append([]string(nil), redirect.AllBackends...)
+	}
+	if len(p.SidecarContainerNames) == 0 {
+		p.SidecarContainerNames = []string{DefaultSidecarContainerName}
+	}
+	if p.ProxyUID == 0 {
+		p.ProxyUID = redirect.DefaultProxyUID
+	}
+	if p.OutboundPort == 0 {
+		p.OutboundPort = redirect.DefaultOutboundPort
+	}
+	if p.InboundPort == 0 {
+		p.InboundPort = redirect.DefaultInboundPort
+	}
+	if p.Mark == 0 {
+		p.Mark = redirect.DefaultMark
+	}
+	if p.MarkMask == 0 {
+		p.MarkMask = redirect.DefaultMarkMask
+	}
+	return p
+}
+
+// Validate checks a defaulted policy, naming the field and the fix.
+func (p Policy) Validate() error {
+	if _, err := ParseMode(string(p.DefaultMode)); err != nil {
+		return fmt.Errorf("field defaultMode: %w", err)
+	}
+	if p.AllowCooperative && p.AcknowledgeCooperativeRisks != SecurityModelVersion {
+		if p.AcknowledgeCooperativeRisks == "" {
+			return fmt.Errorf("field allowCooperative: cooperative mode is weaker than enforce-redirect; read %s and set acknowledgeCooperativeRisks: %q to allow it", SecurityModelDoc, SecurityModelVersion)
+		}
+		return fmt.Errorf("field acknowledgeCooperativeRisks: %q is stale or wrong; read the current %s and set acknowledgeCooperativeRisks: %q", p.AcknowledgeCooperativeRisks, SecurityModelDoc, SecurityModelVersion)
+	}
+	if !p.AllowCooperative && p.DefaultMode == ModeNone {
+		return fmt.Errorf("field defaultMode: %q needs allowCooperative: true (with acknowledgeCooperativeRisks: %q); see %s", ModeNone, SecurityModelVersion, SecurityModelDoc)
+	}
+	if len(p.Backends) == 0 {
+		return fmt.Errorf("field backends: list at least one of %v", redirect.AllBackends)
+	}
+	seen := map[string]bool{}
+	for _, b := range p.Backends {
+		if !isBackend(b) {
+			return fmt.Errorf("field backends: unknown backend %q: allowed values are %v", b, redirect.AllBackends)
+		}
+		if seen[b] {
+			return fmt.Errorf("field backends: %q listed twice", b)
+		}
+		seen[b] = true
+	}
+	for _, n := range p.SidecarContainerNames {
+		if n == "" {
+			return fmt.Errorf("field sidecarContainerNames: empty name; list the sidecar's container names (default %q)", DefaultSidecarContainerName)
+		}
+	}
+	for _, c := range p.ExcludeOutboundCIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			return fmt.Errorf("field excludeOutboundCIDRs: %q is not a CIDR (e.g. 10.0.0.0/8): %w", c, err)
+		}
+	}
+	for _, d := range p.ClusterDNS {
+		if _, err := netip.ParseAddr(d); err != nil {
+			return fmt.Errorf("field clusterDNS: %q is not an IP address: %w", d, err)
+		}
+	}
+	// The remaining knobs are validated by the rule model itself.
+	spec := p.RedirectSpec(redirect.IPv4)
+	if err := spec.Validate(); err != nil {
+		return fmt.Errorf("field %w", err)
+	}
+	return nil
+}
+
+func isBackend(b string) bool {
+	for _, x := range redirect.AllBackends {
+		if x == b {
+			return true
+		}
+	}
+	return false
+}
+
+// RedirectSpec renders the policy's knobs into a rule model for the given
+// families; the caller adds the pod's resolvers.
+func (p Policy) RedirectSpec(families ...redirect.Family) redirect.Spec {
+	s := redirect.DefaultSpec(families...)
+	s.ProxyUID = p.ProxyUID
+	s.OutboundPort = p.OutboundPort
+	s.Mark = p.Mark
+	s.MarkMask = p.MarkMask
+	s.InboundEnabled = p.InboundRedirect
+	s.InboundPort = p.InboundPort
+	s.ExcludeInboundPorts = append([]uint16(nil), p.ExcludeInboundPorts...)
+	s.ExcludeOutboundPorts = append([]uint16(nil), p.ExcludeOutboundPorts...)
+	for _, c := range p.ExcludeOutboundCIDRs {
+		if pfx, err := netip.ParsePrefix(c); err == nil {
+			s.ExcludeOutboundCIDRs = append(s.ExcludeOutboundCIDRs, pfx)
+		}
+	}
+	return s
+}
+
+// Agent is the node agent's configuration file (ConfigMap authbridge-node-config).
+type Agent struct {
+	Policy `json:",inline"`
+
+	// CNIBinDir and CNIConfDir are the host paths as mounted in the agent.
+	CNIBinDir  string `json:"cniBinDir,omitempty"`
+	CNIConfDir string `json:"cniConfDir,omitempty"`
+	// HostCNIConfDir is the conf dir as the plugin (on the host) sees it;
+	// the kubeconfig path written into the conflist uses it.
+	HostCNIConfDir string `json:"hostCNIConfDir,omitempty"`
+	// StateDir holds the node state file and the plugin events socket.
+	StateDir string `json:"stateDir,omitempty"`
+	// ProbeInterval is how often the capability probe reruns (e.g. "5m").
+	ProbeInterval Duration `json:"probeInterval,omitempty"`
+	// KeepEntryOnUpgrade leaves the conflist entry in place on SIGTERM.
+	KeepEntryOnUpgrade bool `json:"keepEntryOnUpgrade,omitempty"`
+	// RepairPods deletes pods that started without rules (off by default).
+	RepairPods bool `json:"repairPods,omitempty"`
+	// MetricsAddr is the listen address for /metrics, /healthz, /readyz.
+	MetricsAddr string `json:"metricsAddr,omitempty"`
+	// LogLevel: debug, info, warn, error.
+	LogLevel string `json:"logLevel,omitempty"`
+}
+
+// Duration is a time.Duration written as "5m" in YAML/JSON.
+type Duration struct{ time.Duration }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("durations are strings such as \"5m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// Agent defaults.
+const (
+	DefaultCNIBinDir     = "/host/opt/cni/bin"
+	DefaultCNIConfDir    = "/host/etc/cni/net.d"
+	DefaultHostConfDir   = "/etc/cni/net.d"
+	DefaultStateDir      = "/var/run/authbridge"
+	DefaultProbeInterval = 5 * time.Minute
+	DefaultMetricsAddr   = ":9860"
+)
+
+// WithDefaults fills unset fields.
+func (a Agent) WithDefaults() Agent {
+	a.Policy = a.Policy.WithDefaults()
+	if a.CNIBinDir == "" {
+		a.CNIBinDir = DefaultCNIBinDir
+	}
+	if a.CNIConfDir == "" {
+		a.CNIConfDir = DefaultCNIConfDir
+	}
+	if a.HostCNIConfDir == "" {
+		a.HostCNIConfDir = DefaultHostConfDir
+	}
+	if a.StateDir == "" {
+		a.StateDir = DefaultStateDir
+	}
+	if a.ProbeInterval.Duration == 0 {
+		a.ProbeInterval.Duration = DefaultProbeInterval
+	}
+	if a.MetricsAddr == "" {
+		a.MetricsAddr = DefaultMetricsAddr
+	}
+	if a.LogLevel == "" {
+		a.LogLevel = "info"
+	}
+	return a
+}
+
+// Validate checks a defaulted agent config.
+func (a Agent) Validate() error {
+	if err := a.Policy.Validate(); err != nil {
+		return err
+	}
+	if a.ProbeInterval.Duration < 10*time.Second {
+		return fmt.Errorf("field probeInterval: %s is too short; use at least 10s (default %s)", a.ProbeInterval, DefaultProbeInterval)
+	}
+	switch a.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("field logLevel: %q: allowed values are debug, info, warn, error", a.LogLevel)
+	}
+	for name, v := range map[string]string{"cniBinDir": a.CNIBinDir, "cniConfDir": a.CNIConfDir, "hostCNIConfDir": a.HostCNIConfDir, "stateDir": a.StateDir} {
+		if v == "" || v[0] != '/' {
+			return fmt.Errorf("field %s: %q must be an absolute path", name, v)
+		}
+	}
+	return nil
+}
+
+// ParseAgent decodes YAML or JSON strictly (unknown keys are refused),
+// applies defaults and validates.
+func ParseAgent(data []byte) (Agent, error) {
+	var a Agent
+	if len(bytes.TrimSpace(data)) > 0 {
+		if err := yaml.UnmarshalStrict(data, &a); err != nil {
+			return Agent{}, fmt.Errorf("agent config: %w (check the key names against the configuration table in README.md)", err)
+		}
+	}
+	a = a.WithDefaults()
+	if err := a.Validate(); err != nil {
+		return Agent{}, fmt.Errorf("agent config: %w", err)
+	}
+	return a, nil
+}
+
+// Weakenings lists the choices in a policy that weaken enforcement, for the
+// WARN log and the authbridge_config_weakenings metric.
+func (p Policy) Weakenings() []string {
+	var w []string
+	if p.AllowCooperative {
+		w = append(w, "allowCooperative")
+	}
+	if p.DefaultMode != ModeEnforceRedirect {
+		w = append(w, "defaultMode="+string(p.DefaultMode))
+	}
+	if len(p.ExcludeOutboundCIDRs) > 0 {
+		w = append(w, "excludeOutboundCIDRs")
+	}
+	if len(p.ExcludeOutboundPorts) > 0 {
+		w = append(w, "excludeOutboundPorts")
+	}
+	return w
+}

@@ -1,0 +1,84 @@
+// Package pluginevents carries the CNI plugin's outcomes to the node agent,
+// which turns them into Prometheus metrics and Kubernetes Events.
+//
+// Transport: one JSON datagram per event on a unix datagram socket in the
+// agent's state dir. Datagrams need no connection state and a send never
+// blocks the plugin for long: when the agent is not listening the send fails
+// fast and the plugin only logs it (metrics must never fail a pod).
+package pluginevents
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// SocketName is the socket's name inside the agent's state dir.
+const SocketName = "plugin-events.sock"
+
+// Event is one plugin invocation's outcome.
+type Event struct {
+	// Op is ADD, DEL, CHECK, STATUS or GC.
+	Op string `json:"op"`
+	// Result is "success" or "failure".
+	Result string `json:"result"`
+	// Mode the pod ended up in: enforce-redirect, cooperative, or skipped
+	// (no AuthBridge sidecar).
+	Mode string `json:"mode,omitempty"`
+	// Reason for a cooperative pod: annotation, namespace-configmap,
+	// cluster-default, auto-incapable-node.
+	Reason    string  `json:"reason,omitempty"`
+	Backend   string  `json:"backend,omitempty"`
+	Namespace string  `json:"namespace,omitempty"`
+	Pod       string  `json:"pod,omitempty"`
+	Message   string  `json:"message,omitempty"`
+	Seconds   float64 `json:"seconds"`
+}
+
+// Send delivers one event, giving up after a short deadline.
+func Send(socketPath string, ev Event) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	conn, err := net.DialTimeout("unixgram", socketPath, 200*time.Millisecond)
+	if err != nil {
+		return fmt.Errorf("plugin events socket %s: %w", socketPath, err)
+	}
+	defer conn.Close()
+	_ = conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	_, err = conn.Write(b)
+	return err
+}
+
+// Listen receives events until ctx ends, calling handle for each valid one.
+func Listen(ctx context.Context, socketPath string, handle func(Event)) error {
+	_ = os.Remove(socketPath)
+	pc, err := net.ListenPacket("unixgram", socketPath)
+	if err != nil {
+		return fmt.Errorf("listen on plugin events socket: %w", err)
+	}
+	if err := os.Chmod(socketPath, 0o600); err != nil {
+		pc.Close()
+		return err
+	}
+	go func() { <-ctx.Done(); pc.Close() }()
+	buf := make([]byte, 64*1024)
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("read plugin event: %w", err)
+		}
+		var ev Event
+		if json.Unmarshal(buf[:n], &ev) == nil && ev.Op != "" {
+			handle(ev)
+		}
+	}
+}
