@@ -8,6 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -159,7 +163,7 @@ func (p Policy) Validate() error {
 	// The remaining knobs are validated by the rule model itself.
 	spec := p.RedirectSpec(redirect.IPv4)
 	if err := spec.Validate(); err != nil {
-		return fmt.Errorf("field %w", err)
+		return err // a *redirect.FieldError: "invalid <field> <value>: <fix>"
 	}
 	return nil
 }
@@ -222,14 +226,17 @@ type Duration struct{ time.Duration }
 
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
+// UnmarshalJSON returns *json.UnmarshalTypeError on bad input because
+// encoding/json adds the field's name to that type only (e.g.
+// "Agent.probeInterval"); any other error would not name the field.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("durations are strings such as \"5m\": %w", err)
+		return &json.UnmarshalTypeError{Value: string(b) + ` (durations are strings such as "5m")`, Type: reflect.TypeFor[Duration]()}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return &json.UnmarshalTypeError{Value: strconv.Quote(s) + ` (` + err.Error() + `; durations look like "5m")`, Type: reflect.TypeFor[Duration]()}
 	}
 	d.Duration = v
 	return nil
@@ -298,6 +305,9 @@ func (a Agent) Validate() error {
 func ParseAgent(data []byte) (Agent, error) {
 	var a Agent
 	if len(bytes.TrimSpace(data)) > 0 {
+		if err := checkKeyCase(data); err != nil {
+			return Agent{}, fmt.Errorf("agent config: %w", err)
+		}
 		if err := yaml.UnmarshalStrict(data, &a); err != nil {
 			return Agent{}, fmt.Errorf("agent config: %w (check the key names against the configuration table in README.md)", err)
 		}
@@ -307,6 +317,52 @@ func ParseAgent(data []byte) (Agent, error) {
 		return Agent{}, fmt.Errorf("agent config: %w", err)
 	}
 	return a, nil
+}
+
+// checkKeyCase refuses keys that differ from a known key only in case:
+// encoding/json matches keys case-insensitively even with unknown fields
+// disallowed, so "allowcooperative" would otherwise be taken silently.
+func checkKeyCase(data []byte) error {
+	j, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil // the strict decode reports bad YAML
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(j, &m); err != nil {
+		return nil // not an object: the strict decode reports it
+	}
+	known := map[string]bool{}
+	jsonKeys(reflect.TypeFor[Agent](), known)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !known[k] {
+			return fmt.Errorf("unknown field %q (keys are case-sensitive; check the key names against the configuration table in README.md)", k)
+		}
+	}
+	return nil
+}
+
+// jsonKeys collects the JSON key names of a struct, descending into embedded
+// (inline) structs.
+func jsonKeys(t reflect.Type, into map[string]bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && name == "" {
+			jsonKeys(f.Type, into)
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if name != "-" && f.IsExported() {
+			into[name] = true
+		}
+	}
 }
 
 // Weakenings lists the choices in a policy that weaken enforcement, for the
