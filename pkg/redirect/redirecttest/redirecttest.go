@@ -1,0 +1,330 @@
+// Package redirecttest builds throw-away network namespaces with real
+// traffic for the tests of the redirect backends, the CNI plugin and the
+// capability probe: a "pod" netns joined by a veth pair to a "peer" netns
+// that plays the outside world, servers on both sides, and a client helper
+// process that can run under any UID (the proxy's 1337 included).
+//
+// Test binaries that use Dial/SendUDP must call HelperMain first thing in
+// TestMain: the client runs as a re-executed copy of the test binary.
+package redirecttest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/kagenti/authbridge-node/pkg/redirect"
+)
+
+// Addresses of the topology. The peer has a second address (PeerAlt) so a
+// test can tell "the resolver" from "some other host" on the same link.
+var (
+	PodV4     = netip.MustParseAddr("10.99.0.2")
+	PeerV4    = netip.MustParseAddr("10.99.0.1")
+	PeerAltV4 = netip.MustParseAddr("10.99.0.3")
+	PodV6     = netip.MustParseAddr("fd99::2")
+	PeerV6    = netip.MustParseAddr("fd99::1")
+	PeerAltV6 = netip.MustParseAddr("fd99::3")
+)
+
+// Topology is a pod netns and a peer netns joined by veth "eth0"/"peer0".
+type Topology struct {
+	Pod, Peer ns.NetNS
+}
+
+// NewTopology creates both namespaces (anonymous: the kernel frees them when
+// the test closes them, so nothing can leak into /run/netns), the veth pair,
+// lo up, and IPv4+IPv6 addresses on both ends (IPv6 with nodad, so they are
+// usable at once). Cleanup is registered on t.
+func NewTopology(t testing.TB) *Topology {
+	t.Helper()
+	pod, err := ns.TempNetNS()
+	if err != nil {
+		t.Fatalf("create pod netns: %v", err)
+	}
+	t.Cleanup(func() { pod.Close() })
+	peer, err := ns.TempNetNS()
+	if err != nil {
+		t.Fatalf("create peer netns: %v", err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	tp := &Topology{Pod: pod, Peer: peer}
+	err = pod.Do(func(ns.NetNS) error {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "peer0", PeerNamespace: netlink.NsFd(int(peer.Fd()))}
+		if err := netlink.LinkAdd(v); err != nil {
+			return fmt.Errorf("add veth: %w", err)
+		}
+		return setupLink("eth0", PodV4, PodV6)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = peer.Do(func(ns.NetNS) error {
+		return setupLink("peer0", PeerV4, PeerV6, PeerAltV4, PeerAltV6)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
+
+func setupLink(name string, addrs ...netip.Addr) error {
+	if err := LinkUp("lo"); err != nil {
+		return err
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	for _, a := range addrs {
+		if err := AddAddr(l, netip.PrefixFrom(a, map[bool]int{true: 24, false: 64}[a.Is4()])); err != nil {
+			return err
+		}
+	}
+	return netlink.LinkSetUp(l)
+}
+
+// LinkUp sets the named link up in the current netns.
+func LinkUp(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", name, err)
+	}
+	return nil
+}
+
+// AddAddr adds an address to a link; IPv6 addresses skip duplicate address
+// detection so they work immediately.
+func AddAddr(l netlink.Link, p netip.Prefix) error {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	if err := netlink.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("add %s to %s: %w", p, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// Listen opens listeners in netns n (TCP or UDP per network) and closes them
+// at test cleanup.
+func listenIn(t testing.TB, n ns.NetNS, network, addr string) any {
+	t.Helper()
+	var out any
+	err := n.Do(func(ns.NetNS) error {
+		var err error
+		if strings.HasPrefix(network, "udp") {
+			out, err = net.ListenPacket(network, addr)
+		} else {
+			out, err = net.Listen(network, addr)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen %s %s: %v", network, addr, err)
+	}
+	t.Cleanup(func() { out.(interface{ Close() error }).Close() })
+	return out
+}
+
+// ServeRedirect starts the stand-in for the proxy's transparent listener in
+// the pod netns on 127.0.0.1:port and [::1]:port. Every accepted connection
+// gets one line "redirected <original destination>".
+func (tp *Topology) ServeRedirect(t testing.TB, port uint16) {
+	t.Helper()
+	p := strconv.Itoa(int(port))
+	for _, l := range []net.Listener{
+		listenIn(t, tp.Pod, "tcp4", "127.0.0.1:"+p).(net.Listener),
+		listenIn(t, tp.Pod, "tcp6", "[::1]:"+p).(net.Listener),
+	} {
+		go serveTCP(l, func(c *net.TCPConn) string {
+			od, err := redirect.OriginalDst(c)
+			if err != nil {
+				return "redirected error " + err.Error()
+			}
+			return "redirected " + od.String()
+		})
+	}
+}
+
+// ServePeer starts, in the peer netns, a TCP server on every peer address at
+// tcpPort answering "direct <local address>", and UDP echo servers on
+// udpPorts answering "udp <local address>".
+func (tp *Topology) ServePeer(t testing.TB, tcpPort uint16, udpPorts ...uint16) {
+	t.Helper()
+	p := strconv.Itoa(int(tcpPort))
+	for _, nw := range []string{"tcp4", "tcp6"} {
+		l := listenIn(t, tp.Peer, nw, ":"+p).(net.Listener)
+		go serveTCP(l, func(c *net.TCPConn) string { return "direct " + c.LocalAddr().String() })
+	}
+	for _, up := range udpPorts {
+		// One socket per address: a wildcard UDP socket may answer from the
+		// other IPv6 address of the link, which the client's connected
+		// socket would discard.
+		for _, a := range []netip.Addr{PeerV4, PeerAltV4, PeerV6, PeerAltV6} {
+			local := netip.AddrPortFrom(a, up).String()
+			pc := listenIn(t, tp.Peer, "udp", local).(net.PacketConn)
+			go func() {
+				buf := make([]byte, 512)
+				for {
+					_, from, err := pc.ReadFrom(buf)
+					if err != nil {
+						return
+					}
+					_, _ = pc.WriteTo([]byte("udp "+local), from)
+				}
+			}()
+		}
+	}
+}
+
+func serveTCP(l net.Listener, line func(*net.TCPConn) string) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_, _ = fmt.Fprintln(c, line(c.(*net.TCPConn)))
+		}()
+	}
+}
+
+// HelperEnv selects the client helper mode in a re-executed test binary.
+const HelperEnv = "AUTHBRIDGE_REDIRECTTEST_HELPER"
+
+// HelperMain turns a re-executed test binary into the client helper; it
+// returns at once in the normal test process. Call it first in TestMain.
+func HelperMain() {
+	mode := os.Getenv(HelperEnv)
+	if mode == "" {
+		return
+	}
+	addr := os.Getenv(HelperEnv + "_ADDR")
+	var out string
+	var err error
+	switch mode {
+	case "tcp":
+		out, err = tcpClient(addr)
+	case "udp":
+		out, err = udpClient(addr)
+	default:
+		err = fmt.Errorf("unknown helper mode %q", mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(out)
+	os.Exit(0)
+}
+
+const clientTimeout = 3 * time.Second
+
+func tcpClient(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, clientTimeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(clientTimeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("read from %s: %w", addr, err)
+	}
+	return strings.TrimSpace(line), nil
+}
+
+func udpClient(addr string) (string, error) {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return "", fmt.Errorf("send to %s: %w", addr, err)
+	}
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 512)
+	n, err := c.Read(buf)
+	if err != nil {
+		return "", fmt.Errorf("no answer from %s: %w", addr, err)
+	}
+	return string(buf[:n]), nil
+}
+
+// Dial connects from the pod netns, as uid, to addr over TCP in a separate
+// process and returns the line the server sent ("redirected <orig dst>" or
+// "direct <addr>").
+func (tp *Topology) Dial(uid uint32, addr netip.AddrPort) (string, error) {
+	return RunHelper(tp.Pod, uid, "tcp", addr.String())
+}
+
+// SendUDP sends one datagram from the pod netns as uid and returns the
+// answer; an error when the packet was dropped (EPERM from the netfilter
+// DROP in OUTPUT) or no answer came.
+func (tp *Topology) SendUDP(uid uint32, addr netip.AddrPort) (string, error) {
+	return RunHelper(tp.Pod, uid, "udp", addr.String())
+}
+
+// RunHelper runs the client helper ("tcp" or "udp" to addr) as uid inside
+// netns n. A process of its own is the only way to have another UID: the
+// UID match in netfilter looks at the socket owner's fsuid, set per process.
+func RunHelper(n ns.NetNS, uid uint32, mode, addr string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// /proc/self/exe: the test binary lives in a 0700 go-build dir that other
+	// UIDs cannot traverse; the magic link is followed without that walk.
+	cmd := exec.CommandContext(ctx, "/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), HelperEnv+"="+mode, HelperEnv+"_ADDR="+addr)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Dir = "/"
+	if uid != 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	}
+	err := n.Do(func(ns.NetNS) error { return cmd.Run() })
+	if err != nil {
+		return "", fmt.Errorf("%s client as uid %d to %s: %v: %s", mode, uid, addr, err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// Do runs f inside the pod netns.
+func (tp *Topology) Do(f func() error) error {
+	return tp.Pod.Do(func(ns.NetNS) error { return f() })
+}
+
+// Output runs a host binary (nft, iptables-save, ...) inside netns n and
+// returns its combined output; for reading rules back in tests.
+func Output(n ns.NetNS, name string, args ...string) (string, error) {
+	var out []byte
+	err := n.Do(func(ns.NetNS) error {
+		var err error
+		out, err = exec.Command(name, args...).CombinedOutput()
+		return err
+	})
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
