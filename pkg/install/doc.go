@@ -1,0 +1,66 @@
+// Package install puts the authbridge-cni plugin on a node and keeps it
+// there: the binary in the CNI bin dir, our entry last in the primary
+// network's conflist, and the plugin's kubeconfig.
+//
+// # Which file is the primary network
+//
+// containerd (go-cni loadFromConfDir) and CRI-O (ocicni) list the conf dir
+// with libcni.ConfFiles(dir, [".conf", ".conflist", ".json"]) — every
+// non-directory entry with one of those extensions, symlinks included — and
+// sort the full paths with sort.Strings (byte order, so "05-cilium" <
+// "10-calico" < "99-x", and "a.conf" < "a.conflist"). The first one is the
+// default network. PrimaryConfFile does the same, minus our own files
+// (Options.IgnoreNames) and JSON files that are neither a conflist
+// ("plugins") nor a single-plugin config ("type"). A first file that does
+// not parse is an error naming it: runtimes fail on it too, and we never
+// edit or guess past a file we cannot read.
+//
+// # What is written
+//
+// Our entry goes last in "plugins" (chained plugins run after the primary
+// CNI has set up the interface). Every other byte of meaning is kept: the
+// file is decoded as an ordered list of raw JSON values, so unknown fields,
+// key order and number literals (no float64 round trip) survive; only
+// whitespace is normalised. The file's cniVersion is kept (the runtime
+// passes it to every plugin in the list); the plugin supports 0.4.0, 1.0.0
+// and 1.1.0 results. A single-plugin .conf (OVN-Kubernetes) becomes
+// name.conflist {cniVersion, name, plugins: [original, ours]} — what
+// libcni's ConfListFromConf builds — and the original is kept as
+// name.conf.authbridge-backup (not a config extension, so never loaded);
+// RemoveEntry restores it if the conflist is otherwise still what we made.
+// All writes are temp file + fsync + rename in the same directory, keeping
+// the file's mode and owner.
+//
+// # Keeping it
+//
+// Keeper.Run watches the conf dir with fsnotify and re-runs InstallEntry a
+// few milliseconds after a config file changes, plus every 30 s. Primary
+// CNIs rewrite their file at start or on config change (Calico's
+// install-cni, Cilium's agent, kindnet); the entry is back within
+// milliseconds (see TestKeeperReinsertTiming for measured figures).
+//
+// # Uninstall and upgrades: KeepEntryOnUpgrade
+//
+// Uninstall removes the entry first and the binary second: an entry whose
+// binary is missing makes every pod sandbox creation on the node fail. If
+// removing the entry fails, the binary stays. The agent must stop the
+// Keeper before calling Uninstall, and give Uninstall a context that is not
+// the one SIGTERM cancelled.
+//
+// With KeepEntryOnUpgrade, Uninstall leaves both in place. During a rolling
+// upgrade of the DaemonSet this closes the window in which new pods on the
+// node would start without redirect rules (the next agent re-installs the
+// same entry idempotently). The cost: if the DaemonSet is really being
+// deleted, the entry and binary stay on the node and keep enforcing with
+// the last kubeconfig, whose token is no longer refreshed and expires (then
+// the plugin cannot read pod metadata and fails the ADD, i.e. pods fail
+// closed) until an admin removes the entry (run the agent once with the
+// option off, or edit the conflist). Default: off (clean removal).
+//
+// # Kubeconfig
+//
+// WriteKubeconfig renders the plugin's kubeconfig with clientcmd (mode
+// 0600, inline bearer token, like Calico's calico-kubeconfig). The token
+// comes from the agent's projected service-account token; TokenRefresher
+// rewrites the kubeconfig when the kubelet rotates it.
+package install

@@ -1,0 +1,149 @@
+package install
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Defaults of the Keeper.
+const (
+	DefaultDebounce = 5 * time.Millisecond
+	DefaultResync   = 30 * time.Second
+)
+
+// Keeper keeps our entry in the primary network's conflist: it watches the
+// conf dir (the directory, so atomic renames, new files and in-place
+// rewrites are all seen) and re-runs InstallEntry shortly after any change
+// to a config file, plus a periodic resync in case an event is missed.
+// Re-running is cheap and idempotent: when our entry is already there
+// nothing is written, so the keeper's own writes do not loop.
+type Keeper struct {
+	Options Options
+	// Debounce is the quiet time after the last event before the keeper
+	// looks (lets a primary CNI finish a multi-write rewrite); default
+	// DefaultDebounce.
+	Debounce time.Duration
+	// Resync is the safety-net period; default DefaultResync.
+	Resync time.Duration
+	// OnReinsert is called (on the keeper's goroutine; keep it fast) each
+	// time the keeper had to write our entry again after its first
+	// successful install: the primary CNI dropped it, or a new lexically
+	// first config appeared. The agent counts these in
+	// authbridge_conflist_reinsertions_total.
+	OnReinsert func(file string)
+	// OnInstalled, if set, is called once after the first successful
+	// install (readiness).
+	OnInstalled func(Result)
+}
+
+// Run installs the entry, then keeps it until ctx is done (it then returns
+// nil). Errors of single attempts (no config yet, a file that does not
+// parse, a half-written file) are logged and retried on the next event or
+// resync. Stop Run (cancel ctx and wait for it to return) before calling
+// Uninstall, or it would put the entry back.
+func (k *Keeper) Run(ctx context.Context) error {
+	o := k.Options
+	if _, err := o.entry(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.ConfDir, 0o755); err != nil {
+		return fmt.Errorf("create CNI conf dir: %w", err)
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch CNI conf dir: %w", err)
+	}
+	defer w.Close()
+	if err := w.Add(o.ConfDir); err != nil {
+		return fmt.Errorf("watch CNI conf dir %s: %w", o.ConfDir, err)
+	}
+	debounce, resync := k.Debounce, k.Resync
+	if debounce <= 0 {
+		debounce = DefaultDebounce
+	}
+	if resync <= 0 {
+		resync = DefaultResync
+	}
+	installed := false
+	ensure := func(why string) {
+		res, err := InstallEntry(o)
+		switch {
+		case errors.Is(err, ErrNoPrimaryConfig):
+			o.logger().Info("waiting for the primary CNI to write its config", "dir", o.ConfDir)
+			return
+		case err != nil:
+			// A primary CNI rewriting in place may be caught half-way;
+			// its next write is another event.
+			o.logger().Warn("cannot insert authbridge-cni entry", "trigger", why, "err", err)
+			return
+		}
+		if !installed {
+			installed = true
+			if k.OnInstalled != nil {
+				k.OnInstalled(res)
+			}
+			return
+		}
+		if res.Changed {
+			o.logger().Info("re-inserted authbridge-cni entry", "file", res.File, "trigger", why)
+			if k.OnReinsert != nil {
+				k.OnReinsert(res.File)
+			}
+		}
+	}
+	ensure("start")
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	ticker := time.NewTicker(resync)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("conf dir watcher closed")
+			}
+			if k.relevant(ev) {
+				timer.Reset(debounce)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("conf dir watcher closed")
+			}
+			// Overflow and the like: look now rather than wait for resync.
+			o.logger().Warn("conf dir watch error", "err", err)
+			timer.Reset(debounce)
+		case <-timer.C:
+			ensure("fsnotify")
+		case <-ticker.C:
+			// Re-arm the watch in case the directory was replaced.
+			if err := w.Add(o.ConfDir); err != nil {
+				o.logger().Warn("re-watch CNI conf dir", "dir", o.ConfDir, "err", err)
+			}
+			ensure("resync")
+		}
+	}
+}
+
+// relevant: a change to a file a runtime could load (not our temp files,
+// not ignored names, not a mere chmod).
+func (k *Keeper) relevant(ev fsnotify.Event) bool {
+	if ev.Op == fsnotify.Chmod {
+		return false
+	}
+	name := filepath.Base(ev.Name)
+	if slices.Contains(k.Options.IgnoreNames, name) {
+		return false
+	}
+	return slices.Contains(ConfExtensions, filepath.Ext(name))
+}

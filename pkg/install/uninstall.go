@@ -1,0 +1,42 @@
+package install
+
+import (
+	"context"
+	"fmt"
+)
+
+// Install copies the binary, then inserts the entry: in this order, so a
+// runtime never sees an entry whose binary is missing.
+func Install(ctx context.Context, o Options) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	if _, err := InstallBinary(o.SourceBinary, o.BinDir, o.binaryName()); err != nil {
+		return Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	return InstallEntry(o)
+}
+
+// Uninstall removes our entry from the conf dir and only then the binary,
+// so a node is never left with an entry whose binary is missing (every pod
+// sandbox creation would fail). If removing the entry fails the binary is
+// kept and the error returned. With KeepEntryOnUpgrade both stay.
+func Uninstall(ctx context.Context, o Options) error {
+	if o.KeepEntryOnUpgrade {
+		o.logger().Info("keepEntryOnUpgrade: leaving the authbridge-cni entry and binary in place", "confDir", o.ConfDir, "binDir", o.BinDir)
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := RemoveEntry(o); err != nil {
+		return fmt.Errorf("remove conflist entry (plugin binary kept so the remaining entry still works): %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return RemoveBinary(o.BinDir, o.binaryName())
+}
