@@ -1,0 +1,172 @@
+// Package metrics defines the node agent's Prometheus metrics (prefix
+// authbridge_). Nothing is registered globally: NewMetrics registers on the
+// registry it is given, and the agent serves that registry on /metrics.
+//
+// Pods per mode are counters of the plugin's successful ADDs
+// (authbridge_cni_pods_total{mode}), not a gauge of running pods: the plugin
+// reports ADDs (and DELs without a mode), so a counter is what the agent
+// honestly knows; rate() over it shows how pods are being admitted.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/pluginevents"
+)
+
+// Namespace is every metric's prefix.
+const Namespace = "authbridge"
+
+// Metrics are the agent's collectors.
+type Metrics struct {
+	// ProbeBackendWorks is 1 when the last probe found the backend working.
+	ProbeBackendWorks *prometheus.GaugeVec
+	// ProbeDuration is each backend probe's duration.
+	ProbeDuration *prometheus.HistogramVec
+	// EgressRedirectCapable is 1 when at least one preferred backend works.
+	EgressRedirectCapable prometheus.Gauge
+	// CNIOperations counts plugin invocations by op and result.
+	CNIOperations *prometheus.CounterVec
+	// CNIAddDuration is the plugin's ADD latency as the plugin measured it.
+	CNIAddDuration prometheus.Histogram
+	// CNIPods counts successful ADDs per mode (enforce-redirect, cooperative, skipped).
+	CNIPods *prometheus.CounterVec
+	// CooperativePods counts cooperative ADDs per reason.
+	CooperativePods *prometheus.CounterVec
+	// ConflistReinsertions counts entries the keeper had to write again.
+	ConflistReinsertions prometheus.Counter
+	// TokenRefreshes counts rewrites of the plugin's kubeconfig token.
+	TokenRefreshes prometheus.Counter
+	// ConfigWeakenings is 1 for each weakening setting in the config.
+	ConfigWeakenings *prometheus.GaugeVec
+	// PodsWithoutRules is the number of sidecar pods on this node that
+	// started before the agent was ready and have no rules.
+	PodsWithoutRules prometheus.Gauge
+	// PodsRepaired counts pods deleted by repair (repairPods).
+	PodsRepaired prometheus.Counter
+	// AgentReady is 1 once installed and probed.
+	AgentReady prometheus.Gauge
+	// NodeUpdateErrors counts failed Node label/annotation patches.
+	NodeUpdateErrors prometheus.Counter
+}
+
+// NewMetrics creates the collectors and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		ProbeBackendWorks: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "probe_backend_works",
+			Help: "1 if the last capability probe found the redirect backend working on this node, else 0.",
+		}, []string{"backend"}),
+		ProbeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "probe_duration_seconds",
+			Help:    "Duration of one backend's capability probe.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}, []string{"backend"}),
+		EgressRedirectCapable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "egress_redirect_capable",
+			Help: "1 if at least one configured redirect backend works on this node, else 0.",
+		}),
+		CNIOperations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "cni_operations_total",
+			Help: "CNI plugin invocations reported by the plugin, by operation (ADD, DEL, CHECK, STATUS, GC) and result (success, failure).",
+		}, []string{"op", "result"}),
+		CNIAddDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "cni_add_duration_seconds",
+			Help:    "CNI ADD latency of the authbridge plugin, as measured by the plugin.",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+		}),
+		CNIPods: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "cni_pods_total",
+			Help: "Successful CNI ADDs by the mode the pod got: enforce-redirect, cooperative, skipped (no AuthBridge sidecar).",
+		}, []string{"mode"}),
+		CooperativePods: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "cooperative_pods_total",
+			Help: "Successful ADDs of AuthBridge pods left in cooperative mode (no redirect), by reason: annotation, namespace-configmap, cluster-default, auto-incapable-node.",
+		}, []string{"reason"}),
+		ConflistReinsertions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "conflist_reinsertions_total",
+			Help: "Times the agent re-inserted the plugin's entry after the primary CNI rewrote its conflist.",
+		}),
+		TokenRefreshes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "token_refreshes_total",
+			Help: "Rewrites of the plugin's kubeconfig after the service-account token rotated.",
+		}),
+		ConfigWeakenings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "config_weakenings",
+			Help: "1 for each configuration setting that weakens enforcement (allowCooperative, defaultMode=..., excludeOutboundCIDRs, excludeOutboundPorts).",
+		}, []string{"setting"}),
+		PodsWithoutRules: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "pods_without_rules",
+			Help: "AuthBridge pods on this node that started before the plugin was installed and have no redirect rules.",
+		}),
+		PodsRepaired: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "pods_repaired_total",
+			Help: "Pods without rules deleted by the agent so their controller recreates them (repairPods).",
+		}),
+		AgentReady: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "agent_ready",
+			Help: "1 once the plugin is installed and the node probed at least once, else 0.",
+		}),
+		NodeUpdateErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "node_update_errors_total",
+			Help: "Failed attempts to patch this Node's capability labels and annotation.",
+		}),
+	}
+	reg.MustRegister(m.ProbeBackendWorks, m.ProbeDuration, m.EgressRedirectCapable,
+		m.CNIOperations, m.CNIAddDuration, m.CNIPods, m.CooperativePods,
+		m.ConflistReinsertions, m.TokenRefreshes, m.ConfigWeakenings,
+		m.PodsWithoutRules, m.PodsRepaired, m.AgentReady, m.NodeUpdateErrors)
+	return m
+}
+
+// ObserveProbe records one probe run.
+func (m *Metrics) ObserveProbe(results []nodestate.BackendResult) {
+	capable := 0.0
+	for _, r := range results {
+		v := 0.0
+		if r.Works {
+			v, capable = 1, 1
+		}
+		m.ProbeBackendWorks.WithLabelValues(r.Backend).Set(v)
+		m.ProbeDuration.WithLabelValues(r.Backend).Observe(r.Duration.Seconds())
+	}
+	m.EgressRedirectCapable.Set(capable)
+}
+
+// ObservePluginEvent records one plugin event. Label values are limited to
+// the known ones so a malformed datagram cannot blow up cardinality.
+func (m *Metrics) ObservePluginEvent(ev pluginevents.Event) {
+	op := oneOf(ev.Op, "ADD", "DEL", "CHECK", "STATUS", "GC")
+	result := oneOf(ev.Result, "success", "failure")
+	m.CNIOperations.WithLabelValues(op, result).Inc()
+	if op != "ADD" {
+		return
+	}
+	m.CNIAddDuration.Observe(ev.Seconds)
+	if result != "success" {
+		return
+	}
+	mode := oneOf(ev.Mode, "enforce-redirect", "cooperative", "skipped")
+	m.CNIPods.WithLabelValues(mode).Inc()
+	if mode == "cooperative" {
+		m.CooperativePods.WithLabelValues(oneOf(ev.Reason, "annotation", "namespace-configmap", "cluster-default", "auto-incapable-node")).Inc()
+	}
+}
+
+// SetWeakenings sets authbridge_config_weakenings{setting} to 1 for each.
+func (m *Metrics) SetWeakenings(settings []string) {
+	m.ConfigWeakenings.Reset()
+	for _, s := range settings {
+		m.ConfigWeakenings.WithLabelValues(s).Set(1)
+	}
+}
+
+func oneOf(v string, allowed ...string) string {
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	return "other"
+}

@@ -1,0 +1,84 @@
+package metrics
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/pluginevents"
+)
+
+// Metrics are served by promhttp from a private registry and scraped over
+// real HTTP; values are checked by name and labels.
+func TestMetricsScrapedOverHTTP(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+
+	m.ObserveProbe([]nodestate.BackendResult{
+		{Backend: "nftables", Works: false, Duration: 20 * time.Millisecond, Error: "x"},
+		{Backend: "iptables-nft", Works: true, Duration: 30 * time.Millisecond},
+	})
+	for _, ev := range []pluginevents.Event{
+		{Op: "ADD", Result: "success", Mode: "enforce-redirect", Seconds: 0.01},
+		{Op: "ADD", Result: "success", Mode: "cooperative", Reason: "annotation", Seconds: 0.02},
+		{Op: "ADD", Result: "failure", Mode: "enforce-redirect", Seconds: 0.5},
+		{Op: "DEL", Result: "success"},
+		{Op: "BOGUS", Result: "weird", Mode: "x"},
+	} {
+		m.ObservePluginEvent(ev)
+	}
+	m.SetWeakenings([]string{"allowCooperative"})
+	m.ConflistReinsertions.Inc()
+	m.TokenRefreshes.Add(2)
+	m.AgentReady.Set(1)
+
+	s, err := Scrape(context.Background(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		Key("authbridge_probe_backend_works", map[string]string{"backend": "nftables"}):             0,
+		Key("authbridge_probe_backend_works", map[string]string{"backend": "iptables-nft"}):         1,
+		Key("authbridge_probe_duration_seconds_count", map[string]string{"backend": "nftables"}):    1,
+		"authbridge_egress_redirect_capable":                                                        1,
+		Key("authbridge_cni_operations_total", map[string]string{"op": "ADD", "result": "success"}): 2,
+		Key("authbridge_cni_operations_total", map[string]string{"op": "ADD", "result": "failure"}): 1,
+		Key("authbridge_cni_operations_total", map[string]string{"op": "DEL", "result": "success"}): 1,
+		Key("authbridge_cni_operations_total", map[string]string{"op": "other", "result": "other"}): 1,
+		"authbridge_cni_add_duration_seconds_count":                                                 3,
+		Key("authbridge_cni_pods_total", map[string]string{"mode": "enforce-redirect"}):             1,
+		Key("authbridge_cni_pods_total", map[string]string{"mode": "cooperative"}):                  1,
+		Key("authbridge_cooperative_pods_total", map[string]string{"reason": "annotation"}):         1,
+		Key("authbridge_config_weakenings", map[string]string{"setting": "allowCooperative"}):       1,
+		"authbridge_conflist_reinsertions_total":                                                    1,
+		"authbridge_token_refreshes_total":                                                          2,
+		"authbridge_agent_ready":                                                                    1,
+		"authbridge_pods_without_rules":                                                             0,
+	}
+	for k, v := range want {
+		got, ok := s[k]
+		if !ok {
+			t.Errorf("%s missing from scrape", k)
+			continue
+		}
+		if got != v {
+			t.Errorf("%s = %v, want %v", k, got, v)
+		}
+	}
+	if sum := s["authbridge_cni_add_duration_seconds_sum"]; sum < 0.529 || sum > 0.531 {
+		t.Errorf("add duration sum = %v, want 0.53", sum)
+	}
+	// Weakenings are replaced, not accumulated.
+	m.SetWeakenings(nil)
+	s, _ = Scrape(context.Background(), srv.URL)
+	if _, ok := s.Get("authbridge_config_weakenings", map[string]string{"setting": "allowCooperative"}); ok {
+		t.Error("weakening still reported after SetWeakenings(nil)")
+	}
+}
