@@ -29,6 +29,11 @@ func newIPTablesBackend(name, variant string) *iptBackend {
 	return &iptBackend{name: name, variant: variant}
 }
 
+// xtablesWaitSeconds bounds the wait for the xtables lock, which legacy
+// iptables shares across all network namespaces of the host (kube-proxy may
+// hold it): wait rather than fail, but not forever.
+const xtablesWaitSeconds = 10
+
 func (b *iptBackend) Name() string { return b.name }
 
 func (b *iptBackend) bin(f Family) string {
@@ -43,7 +48,7 @@ func (b *iptBackend) handle(f Family) (*iptables.IPTables, error) {
 	if f == IPv6 {
 		proto = iptables.ProtocolIPv6
 	}
-	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Path(b.bin(f)))
+	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Path(b.bin(f)), iptables.Timeout(xtablesWaitSeconds))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (is the %s binary installed on the host?)", b.bin(f), err, b.bin(f))
 	}
@@ -129,7 +134,7 @@ func (b *iptBackend) applyFamily(s Spec, f Family) error {
 		}
 		fmt.Fprintln(&in, "COMMIT")
 	}
-	cmd := exec.Command(b.bin(f)+"-restore", "--noflush", "--wait")
+	cmd := exec.Command(b.bin(f)+"-restore", "--noflush", fmt.Sprintf("--wait=%d", xtablesWaitSeconds))
 	cmd.Stdin = strings.NewReader(in.String())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
