@@ -338,6 +338,28 @@ func TestBackendsFullSpec(t *testing.T) {
 					t.Errorf("dial %s: got %q, want %q", dst, got, want)
 				}
 			}
+			// Inbound: app ports go to the inbound listener, excluded ports direct.
+			tp.ServeInbound(t, redirect.DefaultInboundPort)
+			tp.ServePodDirect(t, 22)
+			tp.ServePodDirect(t, 7000)
+			for _, c := range []struct {
+				dst  string
+				want string
+			}{
+				{"10.99.0.2:7000", "redirected"},
+				{"[fd99::2]:7000", "redirected"},
+				{"10.99.0.2:22", "direct"},
+				{"[fd99::2]:22", "direct"},
+			} {
+				dst := netip.MustParseAddrPort(c.dst)
+				got, err := tp.DialFromPeer(dst)
+				if err != nil {
+					t.Fatalf("inbound dial %s: %v", dst, err)
+				}
+				if want := c.want + " " + dst.String(); got != want {
+					t.Errorf("inbound dial %s: got %q, want %q", dst, got, want)
+				}
+			}
 			// UDP to an excluded CIDR passes.
 			if _, err := tp.SendUDP(otherUID, netip.MustParseAddrPort("10.99.0.3:5353")); err != nil {
 				t.Errorf("UDP to excluded CIDR: %v", err)

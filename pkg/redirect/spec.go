@@ -8,7 +8,10 @@
 //	            addresses, DNS to the resolvers, excluded CIDRs/ports;
 //	            REDIRECT every other TCP connection to OutboundPort.
 //	filter OUTPUT (AB_NOTCP):  ACCEPT DNS to the resolvers, the proxy UID,
-//	            loopback; DROP every other non-TCP packet (UDP, QUIC, ...).
+//	            loopback, TCP, excluded CIDRs, the ICMP/ICMPv6 errors and
+//	            IPv6 neighbour discovery that PMTU and IPv6 need (list and
+//	            reasons in rules.go); DROP every other non-TCP packet (UDP,
+//	            QUIC, ping, ...).
 //	nat PREROUTING (AB_INBOUND, optional): REDIRECT inbound TCP to InboundPort
 //	            except ExcludeInboundPorts.
 package redirect

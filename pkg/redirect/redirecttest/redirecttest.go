@@ -165,6 +165,41 @@ func (tp *Topology) ServeRedirect(t testing.TB, port uint16) {
 	}
 }
 
+// ServeInbound starts the stand-in for the proxy's inbound listener in the
+// pod netns on the wildcard addresses (PREROUTING REDIRECT rewrites to the
+// receiving interface's address). Lines: "redirected <original destination>".
+func (tp *Topology) ServeInbound(t testing.TB, port uint16) {
+	t.Helper()
+	p := strconv.Itoa(int(port))
+	for _, nw := range []string{"tcp4", "tcp6"} {
+		l := listenIn(t, tp.Pod, nw, ":"+p).(net.Listener)
+		go serveTCP(l, func(c *net.TCPConn) string {
+			od, err := redirect.OriginalDst(c)
+			if err != nil {
+				return "redirected error " + err.Error()
+			}
+			return "redirected " + od.String()
+		})
+	}
+}
+
+// ServePodDirect starts a plain server in the pod netns on port (an app
+// port); lines: "direct <local address>".
+func (tp *Topology) ServePodDirect(t testing.TB, port uint16) {
+	t.Helper()
+	p := strconv.Itoa(int(port))
+	for _, nw := range []string{"tcp4", "tcp6"} {
+		l := listenIn(t, tp.Pod, nw, ":"+p).(net.Listener)
+		go serveTCP(l, func(c *net.TCPConn) string { return "direct " + c.LocalAddr().String() })
+	}
+}
+
+// DialFromPeer connects from the peer netns (as root) to addr, e.g. to a pod
+// address for inbound tests, and returns the line the server sent.
+func (tp *Topology) DialFromPeer(addr netip.AddrPort) (string, error) {
+	return RunHelper(tp.Peer, 0, "tcp", addr.String())
+}
+
 // ServePeer starts, in the peer netns, a TCP server on every peer address at
 // tcpPort answering "direct <local address>", and UDP echo servers on
 // udpPorts answering "udp <local address>".
