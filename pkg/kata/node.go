@@ -1,0 +1,491 @@
+package kata
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kagenti/authbridge-node/policy"
+)
+
+// DefaultHostRoot is where the node agent's DaemonSet mounts the host's /.
+const DefaultHostRoot = "/host"
+
+// DefaultConfigGlobs are the host paths where Kata keeps its runtime
+// configurations: distribution packages (/etc overrides /usr/share) and
+// kata-deploy (/opt/kata, per-shim and runtime-rs layouts).
+var DefaultConfigGlobs = []string{
+	"/etc/kata-containers/configuration.toml",
+	"/usr/share/defaults/kata-containers/configuration*.toml",
+	"/opt/kata/share/defaults/kata-containers/configuration*.toml",
+	"/opt/kata/share/defaults/kata-containers/runtime-rs/configuration*.toml",
+	"/opt/kata/share/defaults/kata-containers/runtimes/*/configuration*.toml",
+}
+
+// Suffixes of the files the installer writes beside the admin's files.
+const (
+	BackupSuffix = ".authbridge-backup"
+	initrdMarker = ".authbridge-restrictive"
+)
+
+// ErrNotKataNode means no Kata configuration was found under the host root.
+var ErrNotKataNode = errors.New("no Kata configuration found on this node")
+
+// ErrImageGuestUnsupported means a Kata configuration boots its guest from a
+// disk image, which the installer does not modify.
+var ErrImageGuestUnsupported = errors.New("Kata guest boots from a disk image, not an initrd")
+
+// Config statuses in Result.
+const (
+	StatusInstalled  = "installed"
+	StatusUnchanged  = "unchanged"
+	StatusImageGuest = "unsupported-image-guest"
+	imageGuestFix    = "the installer only appends to initrds (rewriting a rootfs image would break its dm-verity root hash and measured boot). Fix: point this configuration at a Kata initrd (initrd = \".../kata-containers-initrd.img\" instead of image = ...) so the policy can be appended, or rebuild the guest image with osbuilder AGENT_POLICY=yes AGENT_POLICY_FILE=policy/default-restrictive.rego, and give confidential pods the policy through initdata (node-agent kata initdata)"
+)
+
+// ConfigResult is what Install did with one Kata configuration.
+type ConfigResult struct {
+	Config         string // host path of the configuration file (symlinks resolved)
+	Hypervisor     string // the [hypervisor.<name>] section
+	Status         string // StatusInstalled, StatusUnchanged or StatusImageGuest
+	OriginalInitrd string // host path the configuration pointed at before
+	Initrd         string // host path of the initrd carrying the policy
+	Backup         string // host path of the configuration backup
+	Reason         string // for StatusImageGuest: why and the fix
+}
+
+// Result is the outcome of Install.
+type Result struct {
+	// PolicySHA256 is the hex SHA-256 of the installed policy file, for the
+	// Node annotation AnnotationKataPolicySHA256.
+	PolicySHA256 string
+	// Files are the host paths Install wrote or verified.
+	Files []string
+	// Configs lists every Kata configuration found, with what was done.
+	Configs []ConfigResult
+}
+
+// Label is the value for LabelKataPolicy: restrictive when every
+// configuration boots the policy, partial when some could not be changed,
+// "" when none could.
+func (r Result) Label() string {
+	ok, bad := 0, 0
+	for _, c := range r.Configs {
+		if c.Status == StatusImageGuest {
+			bad++
+		} else {
+			ok++
+		}
+	}
+	switch {
+	case ok > 0 && bad == 0:
+		return LabelValueRestrictive
+	case ok > 0:
+		return LabelValuePartial
+	}
+	return ""
+}
+
+// NodeInstaller installs the restrictive agent policy into the Kata guest
+// initrds of the node whose root filesystem is mounted at HostRoot.
+type NodeInstaller struct {
+	// HostRoot is the host's / as seen by the agent (DefaultHostRoot).
+	HostRoot string
+	// ConfigGlobs are host paths of Kata configurations (DefaultConfigGlobs).
+	ConfigGlobs []string
+	// Policy is the Rego to install (policy.Restrictive()).
+	Policy []byte
+	// Log receives one line per change (slog.Default()).
+	Log *slog.Logger
+}
+
+func (n *NodeInstaller) root() string {
+	if n.HostRoot == "" {
+		return DefaultHostRoot
+	}
+	return n.HostRoot
+}
+
+func (n *NodeInstaller) log() *slog.Logger {
+	if n.Log == nil {
+		return slog.Default()
+	}
+	return n.Log
+}
+
+func (n *NodeInstaller) policy() []byte {
+	if len(n.Policy) == 0 {
+		return policy.Restrictive()
+	}
+	return n.Policy
+}
+
+// onHost maps a host path to the agent's view of it.
+func (n *NodeInstaller) onHost(p string) string { return filepath.Join(n.root(), p) }
+
+// resolve follows symlinks in host path p as the host would, keeping
+// absolute link targets inside HostRoot. It returns a host path.
+func (n *NodeInstaller) resolve(p string) (string, error) {
+	todo := strings.Split(strings.TrimPrefix(path.Clean("/"+p), "/"), "/")
+	cur := "/"
+	for hops := 0; len(todo) > 0; {
+		comp := todo[0]
+		todo = todo[1:]
+		if comp == "" || comp == "." {
+			continue
+		}
+		next := path.Join(cur, comp)
+		fi, err := os.Lstat(n.onHost(next))
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if hops++; hops > 40 {
+			return "", fmt.Errorf("resolve %s: too many symlinks", p)
+		}
+		target, err := os.Readlink(n.onHost(next))
+		if err != nil {
+			return "", err
+		}
+		if path.IsAbs(target) {
+			cur = "/"
+		}
+		todo = append(strings.Split(target, "/"), todo...)
+	}
+	return cur, nil
+}
+
+// configs returns the host paths (symlinks resolved, deduplicated) of the
+// Kata configurations present.
+func (n *NodeInstaller) configs() ([]string, error) {
+	globs := n.ConfigGlobs
+	if len(globs) == 0 {
+		globs = DefaultConfigGlobs
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, g := range globs {
+		matches, err := filepath.Glob(n.onHost(g))
+		if err != nil {
+			return nil, fmt.Errorf("config glob %q: %w", g, err)
+		}
+		for _, m := range matches {
+			hp := "/" + strings.TrimPrefix(strings.TrimPrefix(m, n.root()), "/")
+			real, err := n.resolve(hp)
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // dangling symlink: not a usable configuration
+				}
+				return nil, fmt.Errorf("resolve %s: %w", hp, err)
+			}
+			if fi, err := os.Stat(n.onHost(real)); err != nil || !fi.Mode().IsRegular() || seen[real] {
+				continue
+			}
+			seen[real] = true
+			out = append(out, real)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Detect reports whether this is a Kata node, and the host path of the
+// first Kata configuration found.
+func (n *NodeInstaller) Detect() (bool, string, error) {
+	cfgs, err := n.configs()
+	if err != nil {
+		return false, "", err
+	}
+	if len(cfgs) == 0 {
+		return false, "", nil
+	}
+	return true, cfgs[0], nil
+}
+
+// generatedInitrd is the name of the policy-carrying copy of an initrd.
+func generatedInitrd(orig string) string {
+	dir, base := path.Split(orig)
+	ext := path.Ext(base)
+	return dir + strings.TrimSuffix(base, ext) + initrdMarker + ext
+}
+
+// originalOf reverses generatedInitrd; ok is false for a path it did not make.
+func originalOf(p string) (string, bool) {
+	dir, base := path.Split(p)
+	if !strings.Contains(base, initrdMarker) {
+		return "", false
+	}
+	return dir + strings.Replace(base, initrdMarker, "", 1), true
+}
+
+// Install appends the policy to each initrd-based Kata configuration's
+// initrd (as a new file beside it), points the configuration at it and keeps
+// a backup of the configuration. The original initrd is never written.
+// Running it again with the same policy changes nothing. Image-based guests
+// are reported in Result.Configs with StatusImageGuest; if no configuration
+// could be changed the error wraps ErrImageGuestUnsupported.
+func (n *NodeInstaller) Install(ctx context.Context) (Result, error) {
+	pol := n.policy()
+	if err := ValidatePolicy("node policy", pol); err != nil {
+		return Result{}, err
+	}
+	sum := sha256.Sum256(pol)
+	res := Result{PolicySHA256: hex.EncodeToString(sum[:])}
+	cfgs, err := n.configs()
+	if err != nil {
+		return res, err
+	}
+	if len(cfgs) == 0 {
+		return res, fmt.Errorf("%w under %s (looked at %s)", ErrNotKataNode, n.root(), strings.Join(n.globs(), ", "))
+	}
+	member, err := PolicyCPIO(pol)
+	if err != nil {
+		return res, err
+	}
+	for _, cfg := range cfgs {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		crs, err := n.installConfig(cfg, member)
+		if err != nil {
+			return res, fmt.Errorf("install policy for %s: %w", cfg, err)
+		}
+		for _, cr := range crs {
+			res.Configs = append(res.Configs, cr)
+			if cr.Status != StatusImageGuest {
+				res.Files = append(res.Files, cr.Config, cr.Initrd, cr.Backup)
+			}
+		}
+	}
+	if res.Label() == "" {
+		return res, fmt.Errorf("%w in %s: %s", ErrImageGuestUnsupported, strings.Join(cfgs, ", "), imageGuestFix)
+	}
+	return res, nil
+}
+
+func (n *NodeInstaller) globs() []string {
+	if len(n.ConfigGlobs) == 0 {
+		return DefaultConfigGlobs
+	}
+	return n.ConfigGlobs
+}
+
+func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult, error) {
+	content, err := os.ReadFile(n.onHost(cfg))
+	if err != nil {
+		return nil, err
+	}
+	assets, err := guestAssets(content)
+	if err != nil {
+		return nil, err
+	}
+	var out []ConfigResult
+	for _, a := range assets {
+		cr := ConfigResult{Config: cfg, Hypervisor: a.Hypervisor}
+		if a.Initrd == "" {
+			if a.Image == "" {
+				continue // e.g. remote hypervisor (peer-pods): no local guest asset
+			}
+			cr.Status = StatusImageGuest
+			cr.Reason = fmt.Sprintf("[hypervisor.%s] boots image %s: %s", a.Hypervisor, a.Image, imageGuestFix)
+			n.log().Warn("kata policy not installed for image-based guest", "config", cfg, "hypervisor", a.Hypervisor, "image", a.Image)
+			out = append(out, cr)
+			continue
+		}
+		orig, ours := originalOf(a.Initrd)
+		if !ours {
+			orig = a.Initrd
+		}
+		cr.OriginalInitrd = orig
+		cr.Initrd = generatedInitrd(orig)
+		cr.Backup = cfg + BackupSuffix
+
+		changed, err := n.writeInitrd(orig, cr.Initrd, member)
+		if err != nil {
+			return nil, err
+		}
+		if !ours {
+			// Back up the configuration as it is now (after a Kata upgrade
+			// rewrote it, that is the new baseline), then edit one line.
+			if err := writeFileAtomic(n.onHost(cr.Backup), content, n.onHost(cfg)); err != nil {
+				return nil, fmt.Errorf("back up configuration: %w", err)
+			}
+			edited, err := setInitrd(content, a.Hypervisor, a.Initrd, cr.Initrd)
+			if err != nil {
+				return nil, err
+			}
+			if err := writeFileAtomic(n.onHost(cfg), edited, n.onHost(cfg)); err != nil {
+				return nil, fmt.Errorf("write configuration: %w", err)
+			}
+			content = edited
+			changed = true
+		}
+		cr.Status = StatusUnchanged
+		if changed {
+			cr.Status = StatusInstalled
+			n.log().Info("kata policy installed", "config", cfg, "hypervisor", a.Hypervisor, "initrd", cr.Initrd, "original", orig)
+		}
+		out = append(out, cr)
+	}
+	return out, nil
+}
+
+// writeInitrd makes dst = original bytes + member unless it already is.
+func (n *NodeInstaller) writeInitrd(orig, dst string, member []byte) (bool, error) {
+	realOrig, err := n.resolve(orig)
+	if err != nil {
+		return false, fmt.Errorf("original initrd %s: %w", orig, err)
+	}
+	want, err := hashOf(n.onHost(realOrig), member)
+	if err != nil {
+		return false, fmt.Errorf("original initrd %s: %w", orig, err)
+	}
+	if got, err := hashOf(n.onHost(dst), nil); err == nil && bytes.Equal(got, want) {
+		return false, nil
+	}
+	f, err := os.Open(n.onHost(realOrig))
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	return true, writeStreamAtomic(n.onHost(dst), n.onHost(realOrig), func(w io.Writer) error {
+		if _, err := io.Copy(w, f); err != nil {
+			return err
+		}
+		_, err := w.Write(member)
+		return err
+	})
+}
+
+// Uninstall points every configuration the installer edited back at its
+// original initrd (the reverse one-line edit, so the file is byte-identical
+// to the backup unless the administrator changed it since) and removes the
+// generated initrds and the backups. Running guests keep the policy they
+// booted with until their pods restart.
+func (n *NodeInstaller) Uninstall(ctx context.Context) error {
+	cfgs, err := n.configs()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, cfg := range cfgs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := n.uninstallConfig(cfg); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s: %w", cfg, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (n *NodeInstaller) uninstallConfig(cfg string) error {
+	content, err := os.ReadFile(n.onHost(cfg))
+	if err != nil {
+		return err
+	}
+	assets, err := guestAssets(content)
+	if err != nil {
+		return err
+	}
+	var generated []string
+	for _, a := range assets {
+		orig, ours := originalOf(a.Initrd)
+		if !ours {
+			continue
+		}
+		restored, err := setInitrd(content, a.Hypervisor, a.Initrd, orig)
+		if err != nil {
+			return err
+		}
+		content = restored
+		generated = append(generated, a.Initrd)
+		if err := writeFileAtomic(n.onHost(cfg), content, n.onHost(cfg)); err != nil {
+			return err
+		}
+		n.log().Info("kata policy uninstalled", "config", cfg, "hypervisor", a.Hypervisor, "initrd", orig)
+	}
+	for _, g := range generated {
+		if err := os.Remove(n.onHost(g)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if err := os.Remove(n.onHost(cfg + BackupSuffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// hashOf is the SHA-256 of the file's bytes followed by extra.
+func hashOf(file string, extra []byte) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, err
+	}
+	h.Write(extra)
+	return h.Sum(nil), nil
+}
+
+func writeFileAtomic(dst string, data []byte, modeFrom string) error {
+	return writeStreamAtomic(dst, modeFrom, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// writeStreamAtomic writes dst through a temporary file in the same
+// directory and renames it into place, with the mode and owner of modeFrom,
+// so Kata never reads a half-written configuration or initrd.
+func writeStreamAtomic(dst, modeFrom string, write func(io.Writer) error) (err error) {
+	fi, err := os.Stat(modeFrom)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = write(tmp); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(fi.Mode().Perm()); err != nil {
+		return err
+	}
+	if st, ok := statOwner(fi); ok {
+		if err = tmp.Chown(st.uid, st.gid); err != nil {
+			return err
+		}
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}

@@ -1,0 +1,107 @@
+package kata
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// guestAsset is the guest boot asset one [hypervisor.<name>] section uses.
+type guestAsset struct {
+	Hypervisor string // section name after "hypervisor."
+	Initrd     string // host path, "" when the guest boots a disk image
+	Image      string // host path of the rootfs image, if any
+}
+
+// kataConfig is the part of a Kata configuration.toml this package reads.
+type kataConfig struct {
+	Hypervisor map[string]map[string]any `toml:"hypervisor"`
+}
+
+// guestAssets parses a Kata configuration and returns each hypervisor
+// section's boot asset, sorted by section name.
+func guestAssets(content []byte) ([]guestAsset, error) {
+	var c kataConfig
+	if err := toml.Unmarshal(content, &c); err != nil {
+		return nil, fmt.Errorf("parse Kata configuration: %w", err)
+	}
+	var out []guestAsset
+	for name, sec := range c.Hypervisor {
+		a := guestAsset{Hypervisor: name}
+		if v, ok := sec["initrd"].(string); ok {
+			a.Initrd = v
+		}
+		if v, ok := sec["image"].(string); ok {
+			a.Image = v
+		}
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Hypervisor < out[j].Hypervisor })
+	return out, nil
+}
+
+var (
+	tableLine = regexp.MustCompile(`^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$`)
+	// key = "value" or key = 'value', with an optional trailing comment.
+	initrdLine = regexp.MustCompile(`^(\s*initrd\s*=\s*)("([^"\\]*)"|'([^']*)')(\s*(#.*)?)$`)
+)
+
+// setInitrd rewrites the value of `initrd` in [hypervisor.<section>] from
+// old to new, touching nothing but that value on that one line, so every
+// other byte the administrator wrote stays as it was. It refuses when the key
+// is not written as a plain one-line string in that table (dotted keys,
+// inline tables, escapes), rather than guessing.
+func setInitrd(content []byte, section, old, new string) ([]byte, error) {
+	if strings.ContainsAny(new, "\"'\\\n") {
+		return nil, fmt.Errorf("initrd path %q contains a quote, backslash or newline; refusing to edit the Kata configuration", new)
+	}
+	lines := strings.SplitAfter(string(content), "\n")
+	want := "hypervisor." + section
+	current := ""
+	found := -1
+	for i, l := range lines {
+		body := strings.TrimRight(l, "\r\n")
+		if m := tableLine.FindStringSubmatch(body); m != nil {
+			current = strings.ReplaceAll(m[1], " ", "")
+			continue
+		}
+		if current != want {
+			continue
+		}
+		m := initrdLine.FindStringSubmatch(body)
+		if m == nil {
+			continue
+		}
+		val := m[3]
+		if strings.HasPrefix(m[2], "'") {
+			val = m[4]
+		}
+		if val != old {
+			return nil, fmt.Errorf("[%s] initrd is %q on line %d, expected %q", want, val, i+1, old)
+		}
+		if found >= 0 {
+			return nil, fmt.Errorf("[%s] has initrd on lines %d and %d", want, found+1, i+1)
+		}
+		found = i
+		q := m[2][:1]
+		lines[i] = m[1] + q + new + q + m[5] + l[len(body):]
+	}
+	if found < 0 {
+		return nil, fmt.Errorf("no plain `initrd = \"...\"` line in [%s]; edit the Kata configuration by hand or write the key on one line", want)
+	}
+	out := []byte(strings.Join(lines, ""))
+	// The edit must change exactly that value and nothing else TOML sees.
+	assets, err := guestAssets(out)
+	if err != nil {
+		return nil, fmt.Errorf("edited configuration does not parse: %w", err)
+	}
+	for _, a := range assets {
+		if a.Hypervisor == section && a.Initrd != new {
+			return nil, fmt.Errorf("edited configuration has initrd %q, want %q", a.Initrd, new)
+		}
+	}
+	return out, nil
+}
