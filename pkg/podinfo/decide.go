@@ -1,0 +1,205 @@
+package podinfo
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/nodestate"
+)
+
+// Mode is what the plugin does to a pod.
+type Mode string
+
+const (
+	// ModeEnforceRedirect programs and verifies the redirect rules.
+	ModeEnforceRedirect Mode = "enforce-redirect"
+	// ModeCooperative leaves the pod without rules (allowed by the admin).
+	ModeCooperative Mode = "cooperative"
+	// ModeSkip leaves a pod without the AuthBridge sidecar alone.
+	ModeSkip Mode = "skip"
+)
+
+// Reason says where the decision came from; used in logs, events, metrics.
+type Reason string
+
+const (
+	ReasonAnnotation         Reason = "annotation"
+	ReasonNamespaceConfigMap Reason = "namespace-configmap"
+	ReasonClusterDefault     Reason = "cluster-default"
+	ReasonAutoIncapableNode  Reason = "auto-incapable-node"
+	ReasonNoSidecar          Reason = "no-sidecar"
+)
+
+// Decision is the outcome of Decide.
+type Decision struct {
+	Mode   Mode
+	Reason Reason
+	// Backends are the node's working backends in the policy's preference
+	// order; set only for ModeEnforceRedirect.
+	Backends []string
+	// Requested is the configured mode that led here (for logs).
+	Requested config.Mode
+}
+
+// ErrNoNodeState is returned (wrapped) when the decision needs the node's
+// probe results and the caller has none.
+var ErrNoNodeState = errors.New("the node state (which redirect backends work on this node) is unavailable")
+
+// IsAuthBridgePod reports whether the pod carries the AuthBridge sidecar: a
+// container, or a native sidecar init container (restartPolicy Always),
+// named in sidecarNames.
+func IsAuthBridgePod(pod *corev1.Pod, sidecarNames []string) bool {
+	if pod == nil {
+		return false
+	}
+	named := func(n string) bool {
+		for _, s := range sidecarNames {
+			if s == n {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range pod.Spec.Containers {
+		if named(c.Name) {
+			return true
+		}
+	}
+	for _, c := range pod.Spec.InitContainers {
+		if named(c.Name) && c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			return true
+		}
+	}
+	return false
+}
+
+// Decide chooses the pod's mode. policy must be defaulted (WithDefaults).
+// state may be nil when the node state could not be read; Decide then fails
+// (wrapping ErrNoNodeState) for every mode that needs it.
+func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *nodestate.State) (Decision, error) {
+	if pod == nil {
+		return Decision{}, errors.New("no pod to decide for")
+	}
+	if !IsAuthBridgePod(pod, policy.SidecarContainerNames) {
+		return Decision{Mode: ModeSkip, Reason: ReasonNoSidecar}, nil
+	}
+	requested, reason, err := requestedMode(pod, ns, policy)
+	if err != nil {
+		return Decision{}, err
+	}
+	where := describe(reason, pod)
+	cooperative := func(r Reason, why string) (Decision, error) {
+		if !policy.AllowCooperative {
+			return Decision{}, fmt.Errorf("pod %s/%s: %s, but cooperative mode (no redirect rules) is not allowed on this cluster: "+
+				"either use egress enforcement %q, or let the cluster admin enable cooperative mode with allowCooperative: true and acknowledgeCooperativeRisks: %q in the authbridge node agent config (read %s first)",
+				pod.Namespace, pod.Name, why, config.ModeEnforceRedirect, config.SecurityModelVersion, config.SecurityModelDoc)
+		}
+		return Decision{Mode: ModeCooperative, Reason: r, Requested: requested}, nil
+	}
+	switch requested {
+	case config.ModeNone:
+		return cooperative(reason, fmt.Sprintf("egress enforcement %q was requested by %s", config.ModeNone, where))
+	case config.ModeEnforceRedirect, config.ModeAuto:
+		if state == nil {
+			return Decision{}, fmt.Errorf("pod %s/%s needs egress enforcement (%q from %s): %w", pod.Namespace, pod.Name, requested, where, ErrNoNodeState)
+		}
+		working := state.Working(policy.Backends)
+		if len(working) == 0 && requested == config.ModeAuto {
+			return cooperative(ReasonAutoIncapableNode, fmt.Sprintf("egress enforcement %q (from %s) found no working redirect backend on this node (%s)", config.ModeAuto, where, ProbeSummary(*state, policy.Backends)))
+		}
+		if len(working) == 0 {
+			return Decision{}, fmt.Errorf("pod %s/%s needs egress enforcement %q (from %s) but no redirect backend works on this node: %s; "+
+				"fix the node (install nftables/iptables support in the kernel) or list a working backend in the agent config's backends",
+				pod.Namespace, pod.Name, requested, where, ProbeSummary(*state, policy.Backends))
+		}
+		return Decision{Mode: ModeEnforceRedirect, Reason: reason, Backends: working, Requested: requested}, nil
+	}
+	return Decision{}, fmt.Errorf("pod %s/%s: unhandled mode %q", pod.Namespace, pod.Name, requested)
+}
+
+// requestedMode applies the precedence annotation > namespace > default.
+func requestedMode(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy) (config.Mode, Reason, error) {
+	if v, ok := pod.Annotations[config.AnnotationEgressEnforcement]; ok {
+		m, err := config.ParseMode(strings.TrimSpace(v))
+		if err != nil {
+			return "", "", fmt.Errorf("pod %s/%s annotation %s: %w (fix the pod's annotation)", pod.Namespace, pod.Name, config.AnnotationEgressEnforcement, err)
+		}
+		return m, ReasonAnnotation, nil
+	}
+	if ns.EgressEnforcement != "" {
+		m, err := config.ParseMode(string(ns.EgressEnforcement))
+		if err != nil {
+			return "", "", fmt.Errorf("namespace %s ConfigMap %s key %s field egressEnforcement: %w", pod.Namespace, config.NamespaceConfigMap, config.NamespaceConfigMapKey, err)
+		}
+		return m, ReasonNamespaceConfigMap, nil
+	}
+	m, err := config.ParseMode(string(policy.DefaultMode))
+	if err != nil {
+		return "", "", fmt.Errorf("plugin config field defaultMode: %w", err)
+	}
+	return m, ReasonClusterDefault, nil
+}
+
+func describe(r Reason, pod *corev1.Pod) string {
+	switch r {
+	case ReasonAnnotation:
+		return "the pod annotation " + config.AnnotationEgressEnforcement
+	case ReasonNamespaceConfigMap:
+		return fmt.Sprintf("ConfigMap %s/%s", pod.Namespace, config.NamespaceConfigMap)
+	default:
+		return "the cluster default (defaultMode)"
+	}
+}
+
+// ProbeSummary names each preferred backend's probe outcome, for errors.
+func ProbeSummary(state nodestate.State, preference []string) string {
+	byName := map[string]nodestate.BackendResult{}
+	for _, r := range state.Results {
+		byName[r.Backend] = r
+	}
+	var parts []string
+	for _, b := range preference {
+		r, ok := byName[b]
+		switch {
+		case !ok:
+			parts = append(parts, b+": not probed")
+		case r.Works:
+			parts = append(parts, b+": works")
+		case r.Error != "":
+			parts = append(parts, b+": "+r.Error)
+		default:
+			parts = append(parts, b+": fails")
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// ParseNamespaceConfig decodes the config.yaml key of ConfigMap
+// authbridge-runtime-config. Other keys of the document belong to other
+// components and are ignored; egressEnforcement, when present, must be one
+// of the modes.
+func ParseNamespaceConfig(namespace string, data []byte) (NamespaceConfig, error) {
+	where := fmt.Sprintf("namespace %s ConfigMap %s key %s", namespace, config.NamespaceConfigMap, config.NamespaceConfigMapKey)
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return NamespaceConfig{}, fmt.Errorf("%s: not valid YAML: %w (fix the ConfigMap)", where, err)
+	}
+	v, ok := doc["egressEnforcement"]
+	if !ok || v == nil {
+		return NamespaceConfig{}, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return NamespaceConfig{}, fmt.Errorf("%s field egressEnforcement: %v is not a string (YAML reads unquoted on/off/yes/no as booleans: quote the value); allowed values are %q, %q, %q", where, v, config.ModeEnforceRedirect, config.ModeAuto, config.ModeNone)
+	}
+	m, err := config.ParseMode(strings.TrimSpace(s))
+	if err != nil {
+		return NamespaceConfig{}, fmt.Errorf("%s field egressEnforcement: %w", where, err)
+	}
+	return NamespaceConfig{EgressEnforcement: m}, nil
+}

@@ -1,0 +1,109 @@
+package podinfo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kagenti/authbridge-node/pkg/config"
+)
+
+// DefaultTimeout bounds each API request: a CNI ADD must not hang pod
+// creation when the API server is away.
+const DefaultTimeout = 5 * time.Second
+
+// KubeSource reads pods and namespace ConfigMaps with client-go.
+type KubeSource struct {
+	client  kubernetes.Interface
+	host    string
+	timeout time.Duration
+}
+
+// NewKubeSource builds a client from a kubeconfig file (the one the node
+// agent writes next to the conflist). timeout <= 0 means DefaultTimeout.
+func NewKubeSource(kubeconfigPath string, timeout time.Duration) (*KubeSource, error) {
+	if kubeconfigPath == "" {
+		return nil, errors.New("field kubeconfig: empty; set the path of the kubeconfig the node agent writes for the plugin")
+	}
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("field kubeconfig: cannot load %s: %w (the node agent writes it; is the agent running on this node?)", kubeconfigPath, err)
+	}
+	cfg.Timeout = timeout
+	cfg.UserAgent = "authbridge-cni"
+	// One process per pod: no client-side throttling worth having.
+	cfg.QPS, cfg.Burst = 50, 100
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("field kubeconfig: %s: %w", kubeconfigPath, err)
+	}
+	return &KubeSource{client: cs, host: cfg.Host, timeout: timeout}, nil
+}
+
+// Host is the API server URL from the kubeconfig.
+func (k *KubeSource) Host() string { return k.host }
+
+// GetPod implements Source.
+func (k *KubeSource) GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
+	pod, err := k.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, k.explain(err, fmt.Sprintf("pod %s/%s", namespace, name))
+	}
+	return pod, nil
+}
+
+// GetNamespaceConfig implements Source.
+func (k *KubeSource) GetNamespaceConfig(ctx context.Context, namespace string) (NamespaceConfig, error) {
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
+	cm, err := k.client.CoreV1().ConfigMaps(namespace).Get(ctx, config.NamespaceConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return NamespaceConfig{}, nil
+	}
+	if err != nil {
+		return NamespaceConfig{}, k.explain(err, fmt.Sprintf("ConfigMap %s/%s", namespace, config.NamespaceConfigMap))
+	}
+	data, ok := cm.Data[config.NamespaceConfigMapKey]
+	if !ok {
+		return NamespaceConfig{}, nil
+	}
+	return ParseNamespaceConfig(namespace, []byte(data))
+}
+
+// explain turns client-go errors into messages that say what failed and
+// what it means for the pod.
+func (k *KubeSource) explain(err error, what string) error {
+	const consequence = "the pod is not started because its enforcement mode is unknown"
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%s not found in the Kubernetes API server at %s: %w; %s", what, k.host, err, consequence)
+	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
+		return fmt.Errorf("the Kubernetes API server at %s refused to let the plugin read %s: %w; check the RBAC of the authbridge node agent's service account (it needs get on pods and configmaps); %s", k.host, what, err, consequence)
+	case isUnreachable(err):
+		return fmt.Errorf("cannot reach the Kubernetes API server at %s to read %s: %w; %s", k.host, what, err, consequence)
+	default:
+		return fmt.Errorf("reading %s from the Kubernetes API server at %s failed: %w; %s", what, k.host, err, consequence)
+	}
+}
+
+func isUnreachable(err error) bool {
+	var ue *url.Error
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.As(err, &oe) ||
+		errors.Is(err, context.DeadlineExceeded) || apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err)
+}

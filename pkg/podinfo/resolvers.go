@@ -1,0 +1,75 @@
+package podinfo
+
+import (
+	"fmt"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/nodestate"
+)
+
+// Resolvers returns the DNS servers the pod will use, derived like the
+// kubelet does from dnsPolicy and dnsConfig:
+//
+//	ClusterFirst, ClusterFirstWithHostNet (and unset): policy.ClusterDNS if
+//	    set, else the node state's ClusterDNS (the kubelet's clusterDNS);
+//	Default: the node state's NodeResolvers (the node's resolv.conf);
+//	None:    dnsConfig.nameservers only.
+//
+// dnsConfig.nameservers are appended for the other policies too. The result
+// is de-duplicated, in order. state may be nil.
+func Resolvers(pod *corev1.Pod, policy config.Policy, state *nodestate.State) ([]netip.Addr, error) {
+	var out []netip.Addr
+	seen := map[netip.Addr]bool{}
+	add := func(list []string, from string) error {
+		for _, s := range list {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return fmt.Errorf("pod %s/%s: resolver %q from %s is not an IP address: %w", pod.Namespace, pod.Name, s, from, err)
+			}
+			a = a.Unmap()
+			if !seen[a] {
+				seen[a] = true
+				out = append(out, a)
+			}
+		}
+		return nil
+	}
+	policyName := pod.Spec.DNSPolicy
+	if policyName == "" {
+		policyName = corev1.DNSClusterFirst
+	}
+	switch policyName {
+	case corev1.DNSClusterFirst, corev1.DNSClusterFirstWithHostNet:
+		var err error
+		switch {
+		case len(policy.ClusterDNS) > 0:
+			err = add(policy.ClusterDNS, "the plugin config's clusterDNS")
+		case state != nil && len(state.ClusterDNS) > 0:
+			err = add(state.ClusterDNS, "the node state's clusterDNS")
+		default:
+			return nil, fmt.Errorf("pod %s/%s has dnsPolicy %s but the cluster DNS IPs are unknown: "+
+				"the node agent found no clusterDNS in the kubelet config; set clusterDNS in the authbridge node agent config", pod.Namespace, pod.Name, policyName)
+		}
+		if err != nil {
+			return nil, err
+		}
+	case corev1.DNSDefault:
+		if state != nil {
+			if err := add(state.NodeResolvers, "the node state's nodeResolvers"); err != nil {
+				return nil, err
+			}
+		}
+	case corev1.DNSNone:
+	default:
+		return nil, fmt.Errorf("pod %s/%s: unknown dnsPolicy %q", pod.Namespace, pod.Name, policyName)
+	}
+	if pod.Spec.DNSConfig != nil {
+		if err := add(pod.Spec.DNSConfig.Nameservers, "the pod's dnsConfig.nameservers"); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
