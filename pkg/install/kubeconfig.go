@@ -180,15 +180,26 @@ func (r *TokenRefresher) Refresh(now time.Time) (wrote bool, next time.Time, err
 		}
 	}
 	_, statErr := os.Stat(r.KubeconfigPath)
-	if !r.written || token != r.token || !bytes.Equal(ca, r.ca) || errors.Is(statErr, fs.ErrNotExist) {
+	reason := ""
+	switch {
+	case !r.written:
+		reason = "initial"
+	case token != r.token:
+		reason = "token rotated"
+	case !bytes.Equal(ca, r.ca):
+		reason = "CA changed"
+	case errors.Is(statErr, fs.ErrNotExist):
+		reason = "kubeconfig missing"
+	}
+	if reason != "" {
 		if err := WriteKubeconfig(r.KubeconfigPath, r.Server, ca, token); err != nil {
 			return false, next, err
 		}
-		if r.written && r.OnRefresh != nil {
-			r.OnRefresh()
-		}
 		if r.written {
-			r.logger().Info("rewrote plugin kubeconfig with the rotated token", "kubeconfig", r.KubeconfigPath)
+			r.logger().Info("rewrote plugin kubeconfig", "kubeconfig", r.KubeconfigPath, "reason", reason)
+			if r.OnRefresh != nil {
+				r.OnRefresh()
+			}
 		}
 		if token != r.token {
 			r.seen = now
