@@ -314,6 +314,13 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 		cr.Initrd = generatedInitrd(orig)
 		cr.Backup = cfg + BackupSuffix
 
+		// Compute the edit first: nothing is written if it cannot be made.
+		var edited []byte
+		if !ours {
+			if edited, err = setInitrd(content, a.Hypervisor, a.Initrd, cr.Initrd); err != nil {
+				return nil, err
+			}
+		}
 		changed, err := n.writeInitrd(orig, cr.Initrd, member)
 		if err != nil {
 			return nil, err
@@ -323,10 +330,6 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 			// rewrote it, that is the new baseline), then edit one line.
 			if err := writeFileAtomic(n.onHost(cr.Backup), content, n.onHost(cfg)); err != nil {
 				return nil, fmt.Errorf("back up configuration: %w", err)
-			}
-			edited, err := setInitrd(content, a.Hypervisor, a.Initrd, cr.Initrd)
-			if err != nil {
-				return nil, err
 			}
 			if err := writeFileAtomic(n.onHost(cfg), edited, n.onHost(cfg)); err != nil {
 				return nil, fmt.Errorf("write configuration: %w", err)

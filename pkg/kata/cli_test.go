@@ -1,0 +1,153 @@
+package kata
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/kagenti/authbridge-node/policy"
+)
+
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestMainInitdataPresets(t *testing.T) {
+	for _, preset := range append([]string{""}, policy.Presets...) {
+		args := []string{"initdata"}
+		want := policy.PresetRestrictive
+		if preset != "" {
+			args = append(args, "--preset", preset)
+			want = preset
+		}
+		code, out, errs := run(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errs)
+		}
+		d, raw, err := DecodeInitdataAnnotation(strings.TrimSpace(out))
+		if err != nil {
+			t.Fatalf("%v: stdout is not an initdata annotation value: %v", args, err)
+		}
+		src, _ := policy.Preset(want)
+		if d.Data[InitdataKeyPolicy] != string(src) {
+			t.Errorf("%v: policy.rego is not preset %s", args, want)
+		}
+		doc, _ := BuildInitdata(InitdataOptions{Policy: src})
+		if !bytes.Equal(raw, doc.TOML) || !strings.Contains(errs, doc.DigestHex()) {
+			t.Errorf("%v: stderr does not carry the digest %s: %s", args, doc.DigestHex(), errs)
+		}
+	}
+}
+
+func TestMainInitdataFormatsAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "mine.rego")
+	os.WriteFile(good, []byte("package agent_policy\n\nimport rego.v1\n\ndefault ExecProcessRequest := false\n\nExecProcessRequest if input.process.Args == [\"/bin/healthcheck\"]\n"), 0o644)
+	bad := filepath.Join(dir, "bad.rego")
+	os.WriteFile(bad, []byte("package agent_policy\n\ndefault ExecProcessRequest := \n"), 0o644)
+	aa := filepath.Join(dir, "aa.toml")
+	os.WriteFile(aa, []byte("[token_configs.kbs]\nurl = 'https://kbs:8080'\n"), 0o644)
+
+	code, out, errs := run(t, "initdata", "--policy-file", good, "--aa-toml", aa, "--format", "yaml", "--platform", "tdx")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var pod struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &pod); err != nil {
+		t.Fatalf("yaml output: %v\n%s", err, out)
+	}
+	d, _, err := DecodeInitdataAnnotation(pod.Metadata.Annotations[AnnotationInitdata])
+	if err != nil || !strings.Contains(d.Data[InitdataKeyPolicy], "/bin/healthcheck") || d.Data[InitdataKeyAA] == "" {
+		t.Fatalf("yaml annotation does not carry the user policy and aa.toml: %v", err)
+	}
+	if !strings.Contains(errs, "as tdx reports it: ") {
+		t.Errorf("no TDX digest on stderr: %s", errs)
+	}
+
+	code, out, _ = run(t, "initdata", "--format", "toml", "--algorithm", "sha512")
+	if code != 0 || !strings.HasPrefix(out, "algorithm = \"sha512\"\nversion = \"0.1.0\"\n") {
+		t.Fatalf("toml output (exit %d):\n%.120s", code, out)
+	}
+
+	code, out, errs = run(t, "initdata", "--policy-file", bad)
+	if code != 1 || out != "" || !strings.Contains(errs, "does not parse") || !strings.Contains(errs, "bad.rego:") {
+		t.Errorf("invalid policy: exit %d, stdout %q, stderr %s", code, out, errs)
+	}
+	for _, args := range [][]string{
+		{"initdata", "--preset", "allow-all"},
+		{"initdata", "--preset", "allow-logs", "--policy-file", good},
+		{"initdata", "--format", "json"},
+		{"initdata", "extra"},
+		{"nope"},
+		{},
+	} {
+		if code, out, _ := run(t, args...); code != 2 || out != "" {
+			t.Errorf("%v: exit %d, stdout %q; want usage error 2", args, code, out)
+		}
+	}
+	if code, out, _ := run(t, "policy", "--preset", "allow-exec"); code != 0 || !strings.Contains(out, "default ExecProcessRequest := true") {
+		t.Errorf("policy --preset allow-exec: exit %d", code)
+	}
+}
+
+func TestMainInstallUninstall(t *testing.T) {
+	h := newHost(t, false)
+	code, out, errs := run(t, "install", "--host-root", h.root)
+	if code != 0 || !strings.Contains(out, LabelKataPolicy+"=restrictive") || !strings.Contains(out, AnnotationKataPolicySHA256+"=") {
+		t.Fatalf("install: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, _, errs := run(t, "uninstall", "--host-root", h.root); code != 0 {
+		t.Fatalf("uninstall: exit %d: %s", code, errs)
+	}
+	if string(h.read(t, h.cfg)) != qemuConfig {
+		t.Error("uninstall did not restore the configuration")
+	}
+}
+
+// policy/peer-pods/peer-pods-cm.yaml is the rendered example the docs point
+// at; regenerate with UPDATE_GOLDEN=1 go test ./pkg/kata -run PeerPods.
+func TestPeerPodsConfigMap(t *testing.T) {
+	code, out, errs := run(t, "peer-pods-configmap")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var cm struct {
+		Kind     string `json:"kind"`
+		Metadata struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &cm); err != nil {
+		t.Fatal(err)
+	}
+	if cm.Kind != "ConfigMap" || cm.Metadata.Name != "peer-pods-cm" || cm.Metadata.Namespace != "confidential-containers-system" || len(cm.Data) != 1 {
+		t.Fatalf("ConfigMap = %+v", cm)
+	}
+	d, _, err := DecodeInitdataAnnotation(cm.Data["INITDATA"])
+	if err != nil || d.Data[InitdataKeyPolicy] != string(policy.Restrictive()) {
+		t.Fatalf("INITDATA does not carry the restrictive policy: %v", err)
+	}
+	golden := filepath.Join("..", "..", "policy", "peer-pods", "peer-pods-cm.yaml")
+	if os.Getenv("UPDATE_GOLDEN") == "1" {
+		if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := os.ReadFile(golden); err != nil || string(b) != out {
+		t.Errorf("%s is stale or missing (%v): regenerate with UPDATE_GOLDEN=1 go test ./pkg/kata -run PeerPods", golden, err)
+	}
+}
