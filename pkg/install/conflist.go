@@ -64,6 +64,10 @@ type Options struct {
 	// network config (the plugin kubeconfig, ...), even with a config
 	// extension.
 	IgnoreNames []string
+	// KubeconfigPath, if set, is the plugin kubeconfig Uninstall deletes
+	// after the binary (it holds a token; do not leave it on the host).
+	// Usually inside ConfDir, so list its base name in IgnoreNames too.
+	KubeconfigPath string
 	// KeepEntryOnUpgrade makes Uninstall leave the entry and the binary in
 	// place (see the package documentation for the trade-off).
 	KeepEntryOnUpgrade bool

@@ -3,6 +3,7 @@ package install
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -30,8 +31,11 @@ var testEntry = map[string]any{
 
 const testKubeconfigName = "authbridge-cni.kubeconfig"
 
+// quietLog keeps test output to warnings and errors.
+var quietLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
 func testOptions(dir string) Options {
-	return Options{ConfDir: dir, Entry: testEntry, IgnoreNames: []string{testKubeconfigName}}
+	return Options{ConfDir: dir, Entry: testEntry, IgnoreNames: []string{testKubeconfigName}, Logger: quietLog}
 }
 
 func entryJSON(t testing.TB, e any) []byte {

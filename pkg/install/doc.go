@@ -39,6 +39,12 @@
 // install-cni, Cilium's agent, kindnet); the entry is back within
 // milliseconds (see TestKeeperReinsertTiming for measured figures).
 //
+// A primary CNI that actively enforces its own file content (Cilium with
+// cni.exclusive, which also renames other configs to *.cilium_bak) would
+// fight the keeper: each rewrite is followed by a re-insertion, visible as
+// a climbing authbridge_conflist_reinsertions_total. Configure such CNIs
+// for chaining (Cilium: cni.exclusive=false), as Istio CNI requires too.
+//
 // # Uninstall and upgrades: KeepEntryOnUpgrade
 //
 // Uninstall removes the entry first and the binary second: an entry whose

@@ -114,7 +114,7 @@ func TestRefreshSchedule(t *testing.T) {
 	tokFile := filepath.Join(dir, "token")
 	now := time.Unix(1_800_000_000, 0)
 	r := &TokenRefresher{TokenFile: tokFile, CAData: []byte(testCA), Server: "https://api:6443",
-		KubeconfigPath: filepath.Join(dir, "kc"), RetryInterval: 5 * time.Second, MaxInterval: time.Hour}
+		KubeconfigPath: filepath.Join(dir, "kc"), RetryInterval: 5 * time.Second, MaxInterval: time.Hour, Logger: quietLog}
 	write := func(tok string) {
 		if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
 			t.Fatal(err)
@@ -251,7 +251,7 @@ func TestTokenRefresherFollowsKubeletRotation(t *testing.T) {
 	kc := filepath.Join(t.TempDir(), "authbridge-cni.kubeconfig")
 	var refreshes atomic.Int32
 	startRefresher(t, &TokenRefresher{TokenFile: vol.path(), CAFile: caFile, Server: "https://10.96.0.1:443",
-		KubeconfigPath: kc, OnRefresh: func() { refreshes.Add(1) }})
+		KubeconfigPath: kc, Logger: quietLog, OnRefresh: func() { refreshes.Add(1) }})
 	waitToken(t, kc, tok1, 10*time.Second)
 	if fi, _ := os.Stat(kc); fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v", fi.Mode().Perm())
@@ -277,7 +277,7 @@ func TestTokenRefresherRereadsBeforeExpiry(t *testing.T) {
 	kc := filepath.Join(t.TempDir(), "kc")
 	var refreshes atomic.Int32
 	startRefresher(t, &TokenRefresher{TokenFile: vol.path(), CAData: []byte(testCA), Server: "https://api:6443",
-		KubeconfigPath: kc, RetryInterval: 100 * time.Millisecond, OnRefresh: func() { refreshes.Add(1) }})
+		KubeconfigPath: kc, RetryInterval: 100 * time.Millisecond, Logger: quietLog, OnRefresh: func() { refreshes.Add(1) }})
 	waitToken(t, kc, tok1, 10*time.Second)
 	tok2 := fakeJWT(t, "next", now, now.Add(time.Hour))
 	vol.overwriteInPlace(tok2) // no event in the watched dir

@@ -23,7 +23,8 @@ func Install(ctx context.Context, o Options) (Result, error) {
 // Uninstall removes our entry from the conf dir and only then the binary,
 // so a node is never left with an entry whose binary is missing (every pod
 // sandbox creation would fail). If removing the entry fails the binary is
-// kept and the error returned. With KeepEntryOnUpgrade both stay.
+// kept and the error returned. The plugin kubeconfig (KubeconfigPath) goes
+// last. With KeepEntryOnUpgrade all three stay.
 func Uninstall(ctx context.Context, o Options) error {
 	if o.KeepEntryOnUpgrade {
 		o.logger().Info("keepEntryOnUpgrade: leaving the authbridge-cni entry and binary in place", "confDir", o.ConfDir, "binDir", o.BinDir)
@@ -38,5 +39,13 @@ func Uninstall(ctx context.Context, o Options) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return RemoveBinary(o.BinDir, o.binaryName())
+	if err := RemoveBinary(o.BinDir, o.binaryName()); err != nil {
+		return err
+	}
+	if o.KubeconfigPath != "" {
+		if err := removeFile(o.KubeconfigPath); err != nil {
+			return fmt.Errorf("remove plugin kubeconfig: %w", err)
+		}
+	}
+	return nil
 }

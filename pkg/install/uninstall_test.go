@@ -89,6 +89,11 @@ func installed(t *testing.T) Options {
 	if _, err := Install(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
+	o.KubeconfigPath = filepath.Join(o.ConfDir, testKubeconfigName)
+	tok := fakeJWT(t, "x", time.Now(), time.Now().Add(time.Hour))
+	if err := WriteKubeconfig(o.KubeconfigPath, "https://10.96.0.1:443", []byte(testCA), tok); err != nil {
+		t.Fatal(err)
+	}
 	return o
 }
 
@@ -138,6 +143,9 @@ func TestUninstallRemovesEntryBeforeBinary(t *testing.T) {
 	if _, err := os.Stat(bin); !os.IsNotExist(err) {
 		t.Error("binary still there")
 	}
+	if _, err := os.Stat(o.KubeconfigPath); !os.IsNotExist(err) {
+		t.Error("kubeconfig (a credential) left on the host")
+	}
 }
 
 // TestUninstallKeepsBinaryWhenEntryRemovalFails: a conflist that does not
@@ -154,6 +162,9 @@ func TestUninstallKeepsBinaryWhenEntryRemovalFails(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(o.BinDir, PluginType)); err != nil {
 		t.Fatalf("binary removed although an entry may remain: %v", err)
+	}
+	if _, err := os.Stat(o.KubeconfigPath); err != nil {
+		t.Fatalf("kubeconfig removed although an entry may remain: %v", err)
 	}
 	if hasOurEntryLast(t, filepath.Join(o.ConfDir, "10-kindnet.conflist")) {
 		t.Error("entry not removed from the good file")
@@ -183,6 +194,9 @@ func TestUninstallKeepEntryOnUpgrade(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(o.BinDir, PluginType)); err != nil {
 		t.Error("binary removed")
+	}
+	if _, err := os.Stat(o.KubeconfigPath); err != nil {
+		t.Error("kubeconfig removed although the entry that uses it stays")
 	}
 }
 
