@@ -189,6 +189,14 @@ func TestInstallRealPrimaryCNIConfigs(t *testing.T) {
 			if !single && !reflect.DeepEqual(keyOrder(t, got), keyOrder(t, origData)) {
 				t.Errorf("top-level key order %v, want %v", keyOrder(t, got), keyOrder(t, origData))
 			}
+			if !single {
+				before, after := rawPlugins(t, origData), rawPlugins(t, got)
+				for i := range before {
+					if !reflect.DeepEqual(keyOrder(t, after[i]), keyOrder(t, before[i])) {
+						t.Errorf("plugins[%d] key order %v, want %v", i, keyOrder(t, after[i]), keyOrder(t, before[i]))
+					}
+				}
+			}
 			if single {
 				if _, err := os.Stat(orig); !os.IsNotExist(err) {
 					t.Errorf("%s still exists after conversion (err %v)", orig, err)
@@ -288,9 +296,8 @@ func TestInstallRealPrimaryCNIConfigs(t *testing.T) {
 	}
 }
 
-// sameKeyOrderOfFirstPlugin: the converted conflist's first plugin keeps
-// the .conf's key order.
-func sameKeyOrderOfFirstPlugin(t testing.TB, conflist, conf []byte) bool {
+func rawPlugins(t testing.TB, conflist []byte) []json.RawMessage {
+	t.Helper()
 	obj, err := parseObject(conflist)
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +307,13 @@ func sameKeyOrderOfFirstPlugin(t testing.TB, conflist, conf []byte) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reflect.DeepEqual(keyOrder(t, elems[0]), keyOrder(t, conf))
+	return elems
+}
+
+// sameKeyOrderOfFirstPlugin: the converted conflist's first plugin keeps
+// the .conf's key order.
+func sameKeyOrderOfFirstPlugin(t testing.TB, conflist, conf []byte) bool {
+	return reflect.DeepEqual(keyOrder(t, rawPlugins(t, conflist)[0]), keyOrder(t, conf))
 }
 
 func assertNoTempFiles(t testing.TB, dir string) {
