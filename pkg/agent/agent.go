@@ -1,0 +1,349 @@
+// Package agent is the authbridge node agent's run loop: it probes which
+// redirect backends work and writes the node state file the plugin reads,
+// installs the plugin and keeps it installed, labels its Node with the
+// capability, turns the plugin's events into metrics and Kubernetes Events,
+// reports AuthBridge pods that started without rules, and serves /metrics,
+// /healthz and /readyz.
+//
+// Order at start, chosen so the plugin never runs without what it needs:
+// probe (the node state file exists) -> plugin kubeconfig -> plugin binary
+// -> conflist entry -> Node labels -> ready. On SIGTERM the reverse: the
+// entry is removed before the binary (unless keepEntryOnUpgrade) and the
+// capability labels are removed, because a node without the plugin can no
+// longer enforce.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/metrics"
+	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/pluginevents"
+)
+
+// Node labels and annotations the agent owns.
+const (
+	LabelEgressRedirect        = "authbridge.kagenti.io/egress-redirect"
+	LabelEgressRedirectCapable = "authbridge.kagenti.io/egress-redirect-capable"
+	AnnotationLastProbe        = "authbridge.kagenti.io/last-probe"
+	// BackendNone is LabelEgressRedirect's value when no backend works.
+	BackendNone = "none"
+)
+
+// Event reasons.
+const (
+	ReasonCapabilityChanged  = "EgressRedirectCapabilityChanged"
+	ReasonCooperativeEgress  = "CooperativeEgress"
+	ReasonEnforcementFailed  = "EgressEnforcementFailed"
+	ReasonEgressRulesMissing = "EgressRulesMissing"
+	ReasonPodRepaired        = "EgressRulesRepair"
+	// EventComponent is the events' source component.
+	EventComponent = "authbridge-node-agent"
+)
+
+// ProbeFunc probes the named backends (capability.Probe in production).
+type ProbeFunc func(ctx context.Context, backends []string) []nodestate.BackendResult
+
+// Installer puts the plugin on the node and keeps it there.
+type Installer interface {
+	// Run installs the plugin, calls installed once it is in place, and
+	// keeps it installed until ctx ends.
+	Run(ctx context.Context, installed func()) error
+	// Uninstall removes what Run installed (entry before binary); called
+	// after Run returned.
+	Uninstall(ctx context.Context) error
+}
+
+// NodeExtension is an optional per-node installer run after the plugin is
+// installed (the Kata agent policy). Its marks are published on the Node; a
+// mark with an empty value removes that label or annotation.
+type NodeExtension interface {
+	Name() string
+	Install(ctx context.Context) (NodeMarks, error)
+	Uninstall(ctx context.Context) error
+}
+
+// NodeMarks are labels and annotations to set ("" removes) on the Node.
+type NodeMarks struct {
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+// Options configure an Agent. Config, NodeName, Client, Probe and Installer
+// are required.
+type Options struct {
+	Config   config.Agent
+	NodeName string
+	Client   kubernetes.Interface
+	Probe    ProbeFunc
+	// Installer is nil only in tests that exercise the rest.
+	Installer  Installer
+	Extensions []NodeExtension
+	// Registry serves /metrics; a new one when nil.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	// KubeletConfigPath is the host's kubelet config (clusterDNS).
+	KubeletConfigPath string
+	// ResolvConfPath is the host's /etc/resolv.conf (node resolvers).
+	ResolvConfPath string
+	// Listener for the health server; Config.MetricsAddr when nil.
+	Listener net.Listener
+	// APIRetryMax caps the backoff between failed API calls (default 30s).
+	APIRetryMax time.Duration
+}
+
+// Agent is one node's agent. Create it with New and call Run once.
+type Agent struct {
+	o       Options
+	cfg     config.Agent
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
+	health  *health
+
+	mu       sync.Mutex
+	desired  *nodeDesired // labels/annotation to publish
+	readyAt  time.Time
+	reported map[string]bool // pod UIDs already reported without rules
+
+	nodeKick   chan struct{}
+	apiWork    chan func(context.Context)
+	nodeSynced chan struct{}
+}
+
+// New validates the options and registers the metrics.
+func New(o Options) (*Agent, error) {
+	switch {
+	case o.NodeName == "":
+		return nil, errors.New("node name is empty: set NODE_NAME from the downward API (fieldRef spec.nodeName)")
+	case o.Client == nil:
+		return nil, errors.New("kubernetes client is nil")
+	case o.Probe == nil:
+		return nil, errors.New("probe function is nil")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.APIRetryMax <= 0 {
+		o.APIRetryMax = 30 * time.Second
+	}
+	a := &Agent{
+		o:          o,
+		cfg:        o.Config,
+		log:        o.Logger.With("node", o.NodeName),
+		reg:        o.Registry,
+		metrics:    metrics.NewMetrics(o.Registry),
+		reported:   map[string]bool{},
+		nodeKick:   make(chan struct{}, 1),
+		apiWork:    make(chan func(context.Context), 256),
+		nodeSynced: make(chan struct{}, 1),
+	}
+	a.health = &health{}
+	w := a.cfg.Weakenings()
+	for _, s := range w {
+		a.log.Warn("configuration weakens egress enforcement", "setting", s, "see", config.SecurityModelDoc)
+	}
+	a.metrics.SetWeakenings(w)
+	return a, nil
+}
+
+// Metrics exposes the agent's collectors (tests, extensions).
+func (a *Agent) Metrics() *metrics.Metrics { return a.metrics }
+
+// Handler serves /metrics, /healthz and /readyz.
+func (a *Agent) Handler() http.Handler { return a.health.handler(a.reg) }
+
+// Ready reports whether the agent is ready and, if not, why.
+func (a *Agent) Ready() (bool, string) { return a.health.ready() }
+
+// StatePath is the node state file the plugin reads.
+func (a *Agent) StatePath() string { return filepath.Join(a.cfg.StateDir, nodestate.FileName) }
+
+// SocketPath is the plugin events socket.
+func (a *Agent) SocketPath() string { return filepath.Join(a.cfg.StateDir, pluginevents.SocketName) }
+
+// Run runs the agent until ctx ends, then uninstalls (see the package
+// documentation for the order). It returns an error only for failures that
+// make running pointless (the state dir or health port unusable).
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o755); err != nil {
+		return fmt.Errorf("create state dir %s: %w", a.cfg.StateDir, err)
+	}
+	ln := a.o.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", a.cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("health server on metricsAddr %s: %w", a.cfg.MetricsAddr, err)
+		}
+	}
+	hs := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("health server stopped", "err", err)
+		}
+	}()
+	defer hs.Close()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	listening := make(chan error, 1)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := a.listenPluginEvents(bg, listening); err != nil {
+			a.log.Error("plugin events listener stopped: CNI metrics and pod events are lost", "err", err)
+		}
+	}()
+	go func() { defer wg.Done(); a.apiWorker(bg) }()
+	go func() { defer wg.Done(); a.nodeSyncLoop(bg) }()
+	if err := <-listening; err != nil {
+		a.log.Error("cannot listen for plugin events", "socket", a.SocketPath(), "err", err)
+	}
+
+	// 1. Probe first: the plugin reads the state file on every ADD.
+	a.ProbeOnce(ctx)
+
+	// 2. Install and keep the plugin.
+	installed := make(chan struct{})
+	installDone := make(chan struct{})
+	instCtx, stopInstall := context.WithCancel(context.Background())
+	defer stopInstall()
+	if a.o.Installer != nil {
+		go func() {
+			defer close(installDone)
+			var once sync.Once
+			err := a.o.Installer.Run(instCtx, func() { once.Do(func() { close(installed) }) })
+			if err != nil && instCtx.Err() == nil {
+				a.log.Error("plugin installer stopped: the node no longer keeps the authbridge-cni entry", "err", err)
+				a.health.setInstallErr(err)
+			}
+		}()
+	} else {
+		close(installed)
+		close(installDone)
+	}
+	select {
+	case <-installed:
+		a.health.setInstalled()
+		a.log.Info("authbridge-cni plugin installed")
+	case <-ctx.Done():
+	case <-installDone:
+		select {
+		case <-installed:
+			a.health.setInstalled()
+		default:
+			a.log.Error("plugin installer ended before installing; the agent stays unready")
+		}
+	}
+	if ctx.Err() == nil {
+		for _, ext := range a.o.Extensions {
+			a.installExtension(ctx, ext)
+		}
+	}
+	a.kickNode()
+
+	ticker := time.NewTicker(a.cfg.ProbeInterval.Duration)
+	defer ticker.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-a.nodeSynced:
+			if a.health.setNodeSynced() {
+				a.becameReady(ctx)
+			}
+		case <-ticker.C:
+			a.ProbeOnce(ctx)
+			if ok, _ := a.Ready(); ok {
+				a.CheckPodsWithoutRules(ctx)
+			}
+		}
+	}
+
+	// Shutdown.
+	a.health.setStopping()
+	a.metrics.AgentReady.Set(0)
+	stopInstall()
+	<-installDone
+	stopBG()
+	wg.Wait()
+	down, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return a.shutdown(down)
+}
+
+func (a *Agent) becameReady(ctx context.Context) {
+	a.mu.Lock()
+	a.readyAt = time.Now()
+	a.mu.Unlock()
+	a.metrics.AgentReady.Set(1)
+	a.log.Info("node agent ready")
+	a.CheckPodsWithoutRules(ctx)
+}
+
+// shutdown uninstalls unless keepEntryOnUpgrade, then removes the
+// capability labels (a node without the plugin cannot enforce).
+func (a *Agent) shutdown(ctx context.Context) error {
+	if a.cfg.KeepEntryOnUpgrade {
+		a.log.Info("keepEntryOnUpgrade: leaving the plugin, its entry and the Node labels in place")
+		return nil
+	}
+	var errs []error
+	if a.o.Installer != nil {
+		if err := a.o.Installer.Uninstall(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("uninstall plugin: %w", err))
+		} else {
+			a.log.Info("authbridge-cni plugin uninstalled")
+		}
+	}
+	for _, ext := range a.o.Extensions {
+		if err := ext.Uninstall(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("uninstall %s: %w", ext.Name(), err))
+		}
+	}
+	if err := a.removeNodeLabels(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Agent) installExtension(ctx context.Context, ext NodeExtension) {
+	marks, err := ext.Install(ctx)
+	if err != nil {
+		a.log.Error("node extension install failed", "extension", ext.Name(), "err", err)
+	} else {
+		a.log.Info("node extension installed", "extension", ext.Name())
+	}
+	a.mu.Lock()
+	if a.desired == nil {
+		a.desired = &nodeDesired{}
+	}
+	a.desired.addMarks(marks)
+	a.mu.Unlock()
+}
+
+// backoff doubles d up to max.
+func backoff(d, max time.Duration) time.Duration {
+	d *= 2
+	if d > max {
+		return max
+	}
+	return d
+}

@@ -1,0 +1,215 @@
+// Package cli is the node-agent command line: run (default), probe,
+// version and kata. main stays a few lines; this package is testable.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime/debug"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kagenti/authbridge-node/pkg/agent"
+	"github.com/kagenti/authbridge-node/pkg/capability"
+	"github.com/kagenti/authbridge-node/pkg/install"
+	"github.com/kagenti/authbridge-node/pkg/kata"
+	"github.com/kagenti/authbridge-node/pkg/nodestate"
+)
+
+// Version is set at build time with -ldflags "-X .../pkg/agent/cli.Version=v1.2.3".
+var Version = ""
+
+const usage = `usage: node-agent [command] [flags]
+
+commands:
+  run       (default) install the authbridge-cni plugin, probe the redirect
+            backends, label this Node, serve /metrics /healthz /readyz
+  probe     probe the redirect backends once and print the results as JSON
+            (exit 0 if one works, 3 if none does)
+  version   print the version
+  kata      Kata agent policy tools (node-agent kata help)
+
+run 'node-agent <command> -h' for the command's flags
+`
+
+// Main runs the command line and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return run(ctx, args, stderr)
+	case "probe":
+		return probe(ctx, args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version())
+		return 0
+	case "kata":
+		return kata.Main(ctx, args, stdout, stderr)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "node-agent: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+type runFlags struct {
+	config, kubeletConfig, resolvConf, pluginBinary string
+	kubeconfig, tokenFile, caFile, pluginAPIServer  string
+	nodeName, kataHostRoot                          string
+	kata                                            bool
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("node-agent run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f runFlags
+	fs.StringVar(&f.config, "config", agent.DefaultConfigPath, "agent config file (ConfigMap authbridge-node-config)")
+	fs.StringVar(&f.kubeletConfig, "kubelet-config", "/host/var/lib/kubelet/config.yaml", "the host's kubelet config file (for clusterDNS)")
+	fs.StringVar(&f.resolvConf, "resolv-conf", "/host/etc/resolv.conf", "the host's resolv.conf (node resolvers for dnsPolicy Default)")
+	fs.StringVar(&f.pluginBinary, "plugin-binary", "/opt/authbridge/bin/authbridge-cni", "the plugin binary to install")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for the agent's own API access (default: in-cluster service account)")
+	fs.StringVar(&f.tokenFile, "token-file", install.DefaultTokenFile, "service-account token the plugin's kubeconfig is written from")
+	fs.StringVar(&f.caFile, "ca-file", install.DefaultCAFile, "cluster CA for the plugin's kubeconfig")
+	fs.StringVar(&f.pluginAPIServer, "plugin-api-server", "", "API server URL for the plugin (default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
+	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME from the downward API)")
+	fs.BoolVar(&f.kata, "kata", true, "install the restrictive Kata agent policy on Kata nodes")
+	fs.StringVar(&f.kataHostRoot, "kata-host-root", kata.DefaultHostRoot, "where the host's / is mounted (Kata configurations)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := agent.LoadConfig(f.config, false)
+	if err != nil {
+		fmt.Fprintf(stderr, "node-agent: refusing to start: %v\n", err)
+		return 1
+	}
+	log := agent.NewLogger(stderr, cfg.LogLevel)
+	restCfg, err := restConfig(f.kubeconfig)
+	if err != nil {
+		log.Error("refusing to start: no API access", "err", err)
+		return 1
+	}
+	restCfg.UserAgent = "authbridge-node-agent/" + version()
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		log.Error("refusing to start: kubernetes client", "err", err)
+		return 1
+	}
+	server := f.pluginAPIServer
+	if server == "" {
+		h, p := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+		if h == "" || p == "" {
+			log.Error("refusing to start: the plugin's API server is unknown: set --plugin-api-server or KUBERNETES_SERVICE_HOST/PORT")
+			return 1
+		}
+		server = "https://" + net.JoinHostPort(h, p)
+	}
+	inst := &agent.PluginInstaller{
+		Config: cfg, SourceBinary: f.pluginBinary,
+		TokenFile: f.tokenFile, CAFile: f.caFile, APIServer: server, Logger: log,
+	}
+	o := agent.Options{
+		Config:            cfg,
+		NodeName:          f.nodeName,
+		Client:            cs,
+		Probe:             productionProbe,
+		Installer:         inst,
+		Logger:            log,
+		KubeletConfigPath: f.kubeletConfig,
+		ResolvConfPath:    f.resolvConf,
+	}
+	if f.kata {
+		o.Extensions = append(o.Extensions, agent.KataExtension{Installer: &kata.NodeInstaller{HostRoot: f.kataHostRoot, Log: log}})
+	}
+	a, err := agent.New(o)
+	if err != nil {
+		log.Error("refusing to start", "err", err)
+		return 1
+	}
+	m := a.Metrics()
+	inst.OnReinsert = m.ConflistReinsertions.Inc
+	inst.OnRefresh = m.TokenRefreshes.Inc
+	log.Info("node agent starting", "version", version(), "node", f.nodeName, "metricsAddr", cfg.MetricsAddr, "backends", cfg.Backends)
+	if err := a.Run(ctx); err != nil {
+		log.Error("node agent stopped with an error", "err", err)
+		return 1
+	}
+	log.Info("node agent stopped")
+	return 0
+}
+
+func productionProbe(ctx context.Context, backends []string) []nodestate.BackendResult {
+	return capability.Probe(ctx, backends, capability.Options{})
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	c, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("in-cluster config (or pass --kubeconfig): %w", err)
+	}
+	return c, nil
+}
+
+type probeOutput struct {
+	EgressRedirect string                    `json:"egressRedirect"`
+	Capable        bool                      `json:"capable"`
+	Results        []nodestate.BackendResult `json:"results"`
+}
+
+func probe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("node-agent probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", agent.DefaultConfigPath, "agent config file (backend preference order); defaults apply when the file is missing")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := agent.LoadConfig(*cfgPath, true)
+	if err != nil {
+		fmt.Fprintf(stderr, "node-agent probe: %v\n", err)
+		return 1
+	}
+	res := productionProbe(ctx, cfg.Backends)
+	out := probeOutput{EgressRedirect: agent.BackendNone, Results: res}
+	if w := (nodestate.State{Results: res}).Working(cfg.Backends); len(w) > 0 {
+		out.EgressRedirect, out.Capable = w[0], true
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return 1
+	}
+	if !out.Capable {
+		return 3
+	}
+	return 0
+}
