@@ -77,7 +77,7 @@ func version() string {
 type runFlags struct {
 	config, kubeletConfig, resolvConf, pluginBinary string
 	kubeconfig, tokenFile, caFile, pluginAPIServer  string
-	nodeName, kataHostRoot                          string
+	nodeName, hostRoot                              string
 	kata                                            bool
 }
 
@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&f.pluginAPIServer, "plugin-api-server", "", "API server URL for the plugin (default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
 	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME from the downward API)")
 	fs.BoolVar(&f.kata, "kata", true, "install the restrictive Kata agent policy on Kata nodes")
-	fs.StringVar(&f.kataHostRoot, "kata-host-root", kata.DefaultHostRoot, "where the host's / is mounted (Kata configurations)")
+	fs.StringVar(&f.hostRoot, "host-root", kata.DefaultHostRoot, "where the host's / is mounted (host iptables binaries, Kata configurations)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -136,14 +136,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Config:            cfg,
 		NodeName:          f.nodeName,
 		Client:            cs,
-		Probe:             productionProbe,
+		Probe:             agent.WithHostBinaries(productionProbe, f.hostRoot),
 		Installer:         inst,
 		Logger:            log,
 		KubeletConfigPath: f.kubeletConfig,
 		ResolvConfPath:    f.resolvConf,
 	}
 	if f.kata {
-		o.Extensions = append(o.Extensions, agent.KataExtension{Installer: &kata.NodeInstaller{HostRoot: f.kataHostRoot, Log: log}})
+		o.Extensions = append(o.Extensions, agent.KataExtension{Installer: &kata.NodeInstaller{HostRoot: f.hostRoot, Log: log}})
 	}
 	a, err := agent.New(o)
 	if err != nil {
@@ -187,6 +187,7 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("node-agent probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "agent config file (backend preference order); defaults apply when the file is missing")
+	hostRoot := fs.String("host-root", kata.DefaultHostRoot, "where the host's / is mounted (host iptables binaries); / when run on the host")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -198,7 +199,7 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "node-agent probe: %v\n", err)
 		return 1
 	}
-	res := productionProbe(ctx, cfg.Backends)
+	res := agent.WithHostBinaries(productionProbe, *hostRoot)(ctx, cfg.Backends)
 	out := probeOutput{EgressRedirect: agent.BackendNone, Results: res}
 	if w := (nodestate.State{Results: res}).Working(cfg.Backends); len(w) > 0 {
 		out.EgressRedirect, out.Capable = w[0], true

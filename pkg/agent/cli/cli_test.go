@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runMain(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCommands(t *testing.T) {
+	if code, out, _ := runMain("version"); code != 0 || strings.TrimSpace(out) == "" {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, _, errs := runMain("frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
+		t.Errorf("unknown command: %d %q", code, errs)
+	}
+	// kata dispatches to kata.Main.
+	if code, _, errs := runMain("kata", "help"); code != 0 || !strings.Contains(errs, "node-agent kata") {
+		t.Errorf("kata help: %d %q", code, errs)
+	}
+	bad := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(bad, []byte("allowCooperative: true\n"), 0o644)
+	for _, args := range [][]string{{"run", "--config", bad}, {"--config", bad}} {
+		code, _, errs := runMain(args...)
+		if code != 1 || !strings.Contains(errs, "refusing to start") || !strings.Contains(errs, "field allowCooperative") {
+			t.Errorf("%v: %d %q", args, code, errs)
+		}
+	}
+	if code, _, errs := runMain("run", "--config", filepath.Join(t.TempDir(), "nope.yaml")); code != 1 || !strings.Contains(errs, "nope.yaml") {
+		t.Errorf("missing config: %d %q", code, errs)
+	}
+}
+
+// The one-shot probe prints JSON. Forced failure (the capability
+// package's test knob) keeps this from touching the kernel; the real
+// probe is tested in pkg/capability.
+func TestProbeCommandJSON(t *testing.T) {
+	t.Setenv("AUTHBRIDGE_PROBE_FORCE_FAIL", "all")
+	code, out, errs := runMain("probe", "--config", filepath.Join(t.TempDir(), "absent.yaml"), "--host-root", "/")
+	if code != 3 {
+		t.Fatalf("probe with every backend failing: exit %d, stderr %s", code, errs)
+	}
+	var po probeOutput
+	if err := json.Unmarshal([]byte(out), &po); err != nil {
+		t.Fatalf("probe output %q: %v", out, err)
+	}
+	if po.Capable || po.EgressRedirect != "none" || len(po.Results) != 3 || !strings.Contains(po.Results[0].Error, "AUTHBRIDGE_PROBE_FORCE_FAIL") {
+		t.Fatalf("probe output: %+v", po)
+	}
+}
