@@ -95,11 +95,11 @@ func TestRender(t *testing.T) {
 }
 
 func TestExamples(t *testing.T) {
-	b, err := yaml.YAMLToJSON(render(t, "examples")["ServiceMonitor/authbridge-node"])
+	b, err := yaml.YAMLToJSON(render(t, "monitoring")["ServiceMonitor/authbridge-node"])
 	if err != nil || !strings.Contains(string(b), "/metrics") {
 		t.Fatalf("servicemonitor example: %v %s", err, b)
 	}
-	objs := render(t, "examples/with-repair")
+	objs := render(t, "overlays/with-repair")
 	var cr rbacv1.ClusterRole
 	if err := yaml.UnmarshalStrict(objs["ClusterRole/authbridge-node-repair"], &cr); err != nil {
 		t.Fatal(err)

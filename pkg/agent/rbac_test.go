@@ -150,7 +150,7 @@ func TestRBACFromManifests(t *testing.T) {
 	}
 
 	// The optional repair component adds pods delete, and only that.
-	applyRBAC(t, adm, "examples/with-repair")
+	applyRBAC(t, adm, "overlays/with-repair")
 	// (the authorizer sees new bindings through an informer: poll)
 	waitFor(t, 10*time.Second, func() (bool, string) {
 		err := sa.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{})
