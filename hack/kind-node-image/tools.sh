@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds (once, cached by version) every Go program the offline kind pipeline
+# needs from the Go module proxy: the kind CLI, crictl, the CNI reference
+# plugins, etcd, CoreDNS and the pause program.
+#   tools.sh [kind|crictl|cni|etcd|coredns|pause ...]   (default: all)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+build_kind() { gobuild "$E2E_BIN/kind-$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION"; ln -sf "kind-$KIND_VERSION" "$E2E_BIN/kind"; }
+build_crictl() { gobuild "$E2E_BIN/crictl-$CRICTL_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"; }
+build_cni() {
+  local p d=$E2E_BIN/cni-$CNI_PLUGINS_VERSION
+  mkdir -p "$d"
+  for p in plugins/ipam/host-local plugins/main/loopback plugins/main/ptp plugins/main/bridge plugins/meta/portmap; do
+    gobuild "$d/$(basename $p)" "github.com/containernetworking/plugins/$p@$CNI_PLUGINS_VERSION"
+  done
+}
+# etcd's and CoreDNS's go.mod use replace directives / are large: build them
+# from wrapper modules so `go install pkg@version` restrictions don't apply.
+wrapbuild() { # OUT MODULE VERSION PKG
+  local out=$1 mod=$2 ver=$3 pkg=$4
+  [[ -x $out ]] && return 0
+  local w=$E2E_CACHE/gowrap/$(basename "$out")
+  mkdir -p "$w"
+  log "building $pkg ($mod@$ver) -> $out"
+  (
+    cd "$w"
+    [[ -f go.mod ]] || printf 'module wrap\n\ngo 1.24\n' > go.mod
+    # not the usual "tools" tag: it would pull in dependencies' own tools.go
+    printf '//go:build authbridge_wrap\n\npackage wrap\n\nimport _ "%s"\n' "$pkg" > tools.go
+    GOFLAGS=-mod=mod go get "$mod@$ver" >build.log 2>&1 &&
+      GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" "$pkg" >>build.log 2>&1 &&
+      mv "$out.tmp" "$out"
+  ) || die "building $pkg failed: $(tail -5 "$w/build.log")"
+}
+build_etcd() { wrapbuild "$E2E_BIN/etcd-$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3; }
+build_coredns() { wrapbuild "$E2E_BIN/coredns-$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns; }
+build_pause() {
+  [[ -x $E2E_BIN/pause-$PAUSE_VERSION ]] && return 0
+  (cd "$REPO_ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$E2E_BIN/pause-$PAUSE_VERSION" ./hack/kind-node-image/pause)
+}
+
+exec 8>"$E2E_CACHE/tools.lock"; flock 8   # one builder at a time: shared wrapper dirs
+what=("$@"); ((${#what[@]})) || what=(kind crictl cni pause etcd coredns)
+for t in "${what[@]}"; do "build_$t"; done
