@@ -51,7 +51,7 @@ step install-agent bash "$here/install-agent.sh"
 log "cluster ready after $((SECONDS - t_start))s; kubeconfig: $KUBECONFIG"
 [[ ${E2E_SKIP_TESTS:-0} == 1 ]] && exit 0
 
-export E2E_LOGS
+export E2E_LOGS AUTHBRIDGE_CACHE_E2E=$E2E_CACHE
 export E2E_TESTBIN_IMAGE=$(cat "$E2E_CACHE/images/testbin-image") E2E_TOOLS_IMAGE=$TOOLS_IMAGE E2E_CLUSTER=$CLUSTER_NAME E2E_REPO_ROOT=$REPO_ROOT
 step go-test bash -c "cd '$REPO_ROOT' && go test -tags e2e -count=1 -timeout 60m -v -run '${E2E_RUN:-.}' ./test/e2e/ 2>&1 | tee '$E2E_LOGS/go-test.log'; exit \${PIPESTATUS[0]}"
 log "make e2e done in $((SECONDS - t_start))s; timings: $E2E_TIMINGS"
