@@ -1,0 +1,242 @@
+package cni
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/kagenti/authbridge-node/pkg/config"
+)
+
+// PluginType is the plugin's "type" in the conflist and its binary's name.
+const PluginType = "authbridge-cni"
+
+// Defaults for the plugin-only fields.
+const (
+	DefaultLogFile  = "/var/log/authbridge-cni.log"
+	DefaultStateDir = "/var/run/authbridge"
+)
+
+// Conf is the plugin's entry in the conflist, as the node agent writes it.
+// The policy fields (defaultMode, allowCooperative, backends, proxyUID, ...)
+// are inline, exactly as in the agent's config.
+type Conf struct {
+	types.PluginConf
+
+	// Kubeconfig is the kubeconfig the plugin reads pods with.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// LogFile receives the plugin's JSON logs (stdout is the CNI protocol's).
+	LogFile string `json:"logFile,omitempty"`
+	// StateDir holds node-state.json, plugin-events.sock and containers/.
+	StateDir string `json:"stateDir,omitempty"`
+
+	config.Policy
+
+	// RuntimeConfig and Args are spec-defined keys a runtime may inject;
+	// accepted, unused.
+	RuntimeConfig json.RawMessage `json:"runtimeConfig,omitempty"`
+	Args          json.RawMessage `json:"args,omitempty"`
+	// LegacyAttachments is the GC key's misspelt first name, which libcni
+	// still injects next to cni.dev/valid-attachments (containernetworking/cni#1101).
+	LegacyAttachments []types.GCAttachment `json:"cni.dev/attachments,omitempty"`
+}
+
+// plainPluginConf drops types.PluginConf's MarshalJSON (which would be
+// promoted to Conf and marshal only the embedded part).
+type plainPluginConf types.PluginConf
+
+type confJSON struct {
+	plainPluginConf
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	LogFile    string `json:"logFile,omitempty"`
+	StateDir   string `json:"stateDir,omitempty"`
+	config.Policy
+	RuntimeConfig     json.RawMessage      `json:"runtimeConfig,omitempty"`
+	Args              json.RawMessage      `json:"args,omitempty"`
+	LegacyAttachments []types.GCAttachment `json:"cni.dev/attachments,omitempty"`
+}
+
+// MarshalJSON writes the whole entry (the agent uses it to write the conflist).
+func (c Conf) MarshalJSON() ([]byte, error) {
+	pc := plainPluginConf(c.PluginConf)
+	pc.PrevResult = nil
+	b, err := json.Marshal(confJSON{pc, c.Kubeconfig, c.LogFile, c.StateDir, c.Policy, c.RuntimeConfig, c.Args, c.LegacyAttachments})
+	if err != nil {
+		return nil, err
+	}
+	// Drop an empty "dns": {} like types.PluginConf does.
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	if c.DNS.IsEmpty() {
+		delete(m, "dns")
+	}
+	if c.IPAM.IsEmpty() {
+		delete(m, "ipam")
+	}
+	return json.Marshal(m)
+}
+
+// ParseConfig decodes the plugin's stdin strictly: malformed JSON and unknown
+// fields are CNI errors naming the field; the policy is defaulted and
+// validated (cooperative mode needs its acknowledgement). prevResult, when
+// present, is parsed into PrevResult.
+func ParseConfig(stdin []byte) (*Conf, error) {
+	if err := checkKeyCase(stdin); err != nil {
+		return nil, err
+	}
+	var c Conf
+	dec := json.NewDecoder(bytes.NewReader(stdin))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, decodeError(err)
+	}
+	if dec.More() {
+		return nil, types.NewError(types.ErrDecodingFailure, "authbridge-cni config: trailing data after the JSON object", "the plugin's stdin must be exactly one JSON object")
+	}
+	if c.Type != "" && c.Type != PluginType {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field type: %q", c.Type), fmt.Sprintf("the plugin's conflist entry must have type %q", PluginType))
+	}
+	if c.LogFile == "" {
+		c.LogFile = DefaultLogFile
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	for name, p := range map[string]string{"logFile": c.LogFile, "stateDir": c.StateDir} {
+		if !filepath.IsAbs(p) {
+			return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field %s: %q is not an absolute path", name, p), "use an absolute host path")
+		}
+	}
+	if c.Kubeconfig != "" && !filepath.IsAbs(c.Kubeconfig) {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field kubeconfig: %q is not an absolute path", c.Kubeconfig), "use the absolute host path of the kubeconfig the node agent writes")
+	}
+	c.Policy = c.Policy.WithDefaults()
+	if err := c.Policy.Validate(); err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni config: "+err.Error(), "fix the authbridge node agent config; the agent rewrites this conflist entry")
+	}
+	return &c, nil
+}
+
+// decodeError names the offending field where encoding/json tells it.
+func decodeError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &se):
+		return types.NewError(types.ErrDecodingFailure, fmt.Sprintf("authbridge-cni config: malformed JSON at byte %d: %v", se.Offset, err), "the plugin's stdin must be one JSON object (the conflist entry plus the runtime's keys)")
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return types.NewError(types.ErrDecodingFailure, "authbridge-cni config: malformed JSON: truncated or empty input", "the plugin's stdin must be one complete JSON object")
+	case errors.As(err, &te):
+		field := jsonField(te.Field)
+		return types.NewError(types.ErrDecodingFailure, fmt.Sprintf("authbridge-cni config field %s: got a JSON %s", field, te.Value), fmt.Sprintf("field %s must be %s", field, describeType(te.Type)))
+	case strings.HasPrefix(msg, "json: unknown field "):
+		field := strings.TrimPrefix(msg, "json: unknown field ")
+		return types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni config: unknown field "+field, "remove it or check its spelling against the configuration table in README.md")
+	default:
+		return types.NewError(types.ErrDecodingFailure, "authbridge-cni config: "+msg, "the plugin's stdin must be one JSON object")
+	}
+}
+
+// checkKeyCase refuses top-level keys that match a known key only when case
+// is ignored: encoding/json would take "proxyUid" for "proxyUID" silently.
+func checkKeyCase(stdin []byte) error {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(stdin, &m) != nil {
+		return nil // the strict decode reports what is wrong
+	}
+	known := map[string]bool{}
+	jsonKeys(reflect.TypeFor[Conf](), known)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !known[k] {
+			return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config: unknown field %q", k),
+				"keys are case-sensitive; remove it or check its spelling against the configuration table in README.md")
+		}
+	}
+	return nil
+}
+
+// jsonKeys collects a struct's JSON keys, descending into embedded structs.
+func jsonKeys(t reflect.Type, into map[string]bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && name == "" {
+			jsonKeys(f.Type, into)
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if name != "-" && f.IsExported() {
+			into[name] = true
+		}
+	}
+}
+
+// jsonField drops the embedded Go struct names encoding/json puts in the
+// path ("Policy.proxyUID" -> "proxyUID").
+func jsonField(f string) string {
+	if f == "" {
+		return "(top level)"
+	}
+	for _, p := range []string{"PluginConf.", "Policy."} {
+		f = strings.TrimPrefix(f, p)
+	}
+	return f
+}
+
+func describeType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf("a whole number from 0 to %d", uint64(1)<<(t.Bits())-1)
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "a list of " + strings.TrimPrefix(describeType(t.Elem()), "a ")
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	}
+	return "a JSON " + t.String()
+}
+
+// K8sArgs are the CNI_ARGS a Kubernetes runtime passes.
+type K8sArgs struct {
+	types.CommonArgs
+	K8S_POD_NAMESPACE          types.UnmarshallableString //nolint:revive // CNI_ARGS key
+	K8S_POD_NAME               types.UnmarshallableString //nolint:revive
+	K8S_POD_INFRA_CONTAINER_ID types.UnmarshallableString //nolint:revive
+	K8S_POD_UID                types.UnmarshallableString //nolint:revive
+}
+
+// ParseK8sArgs reads CNI_ARGS; unknown keys are ignored (runtimes add their own).
+func ParseK8sArgs(args string) (K8sArgs, error) {
+	var a K8sArgs
+	a.IgnoreUnknown = true
+	if err := types.LoadArgs(args, &a); err != nil {
+		return K8sArgs{}, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS %q: %v", args, err), "CNI_ARGS must be KEY=VALUE pairs separated by ';'")
+	}
+	return a, nil
+}
+
+// IsPod reports whether the args name a Kubernetes pod.
+func (a K8sArgs) IsPod() bool {
+	return a.K8S_POD_NAMESPACE != "" && a.K8S_POD_NAME != ""
+}

@@ -1,0 +1,469 @@
+// Package cni is the authbridge-cni chained CNI plugin: it runs after the
+// primary plugin (bridge, Calico, ...) in the conflist, returns the primary's
+// prevResult unchanged, and programs the AuthBridge egress redirect rules in
+// the pod's network namespace, replacing the privileged proxy-init container.
+//
+// Plugin config: the conflist entry the node agent writes (Conf): the CNI
+// keys, "kubeconfig", "logFile" (default /var/log/authbridge-cni.log),
+// "stateDir" (default /var/run/authbridge) and the policy fields of
+// pkg/config inline. Parsing is strict: unknown fields are errors.
+//
+// ADD: a container without K8S_POD_NAMESPACE/K8S_POD_NAME in CNI_ARGS is not
+// a Kubernetes pod and passes through untouched. Otherwise the pod and its
+// namespace's ConfigMap are read from the API server (5 s bound; an
+// unreachable server fails the ADD, never a silent "none") and
+// podinfo.Decide picks the mode. enforce-redirect reads the node state the
+// agent wrote (stateDir/node-state.json), takes the working backends in the
+// policy's order, derives the families from prevResult's IPs and the
+// resolvers from the pod's dnsPolicy, enters the netns and applies then
+// verifies the rules with the first backend that works (trying the next on
+// failure). Any failure removes what was applied and fails the ADD: the pod
+// gets no network without enforcement (fail closed). What was applied is
+// recorded in stateDir/containers/<containerID>.json.
+//
+// CHECK verifies the recorded rules in the netns (fails when flushed or
+// changed). DEL removes the rules (best effort, the netns may be gone) and
+// the record; it never needs the API server. STATUS fails with code 50
+// (ErrPluginNotAvailable) when the node state is missing or no backend
+// works. GC removes records of containers not in cni.dev/valid-attachments.
+//
+// Each invocation logs one JSON line to logFile and sends a
+// pluginevents.Event to stateDir/plugin-events.sock (best effort).
+package cni
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/pluginevents"
+	"github.com/kagenti/authbridge-node/pkg/podinfo"
+	"github.com/kagenti/authbridge-node/pkg/redirect"
+)
+
+// SupportedVersions are the CNI spec versions the plugin speaks.
+var SupportedVersions = []string{"0.4.0", "1.0.0", "1.1.0"}
+
+// Plugin carries the plugin's dependencies; Default() wires the real ones.
+type Plugin struct {
+	// NewSource builds the API reader from the config.
+	NewSource func(*Conf) (podinfo.Source, error)
+	// NewBackend returns a redirect backend by name.
+	NewBackend func(name string) (redirect.Backend, error)
+	// APITimeout bounds all API reads of one ADD.
+	APITimeout time.Duration
+}
+
+// Default returns the plugin with client-go and the real backends.
+func Default() *Plugin {
+	return &Plugin{
+		NewSource: func(c *Conf) (podinfo.Source, error) {
+			if c.Kubeconfig == "" {
+				return nil, types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni config field kubeconfig: not set", "the node agent writes the kubeconfig path into the conflist entry; reinstall the entry by restarting the agent")
+			}
+			return podinfo.NewKubeSource(c.Kubeconfig, podinfo.DefaultTimeout)
+		},
+		NewBackend: redirect.New,
+		APITimeout: podinfo.DefaultTimeout,
+	}
+}
+
+// Funcs returns the skel callbacks.
+func (p *Plugin) Funcs() skel.CNIFuncs {
+	return skel.CNIFuncs{Add: p.Add, Del: p.Del, Check: p.Check, Status: p.Status, GC: p.GC}
+}
+
+// VersionInfo is the plugin's supported spec versions.
+func VersionInfo() version.PluginInfo { return version.PluginSupports(SupportedVersions...) }
+
+// record is one invocation's outcome, logged and sent as an event.
+type record struct {
+	op, namespace, pod, container string
+	mode, reason, backend         string
+	attempts                      []string
+	start                         time.Time
+	err                           error
+}
+
+func (p *Plugin) finish(conf *Conf, log *slog.Logger, r *record) {
+	d := time.Since(r.start)
+	attrs := []any{
+		"op", r.op, "container", r.container, "duration", d.String(), "seconds", d.Seconds(),
+	}
+	if r.pod != "" {
+		attrs = append(attrs, "pod", r.namespace+"/"+r.pod)
+	}
+	for _, kv := range [][2]string{{"mode", r.mode}, {"reason", r.reason}, {"backend", r.backend}} {
+		if kv[1] != "" {
+			attrs = append(attrs, kv[0], kv[1])
+		}
+	}
+	if len(r.attempts) > 0 {
+		attrs = append(attrs, "failedBackends", r.attempts)
+	}
+	ev := pluginevents.Event{Op: r.op, Result: "success", Mode: r.mode, Reason: r.reason, Backend: r.backend,
+		Namespace: r.namespace, Pod: r.pod, Seconds: d.Seconds()}
+	if ev.Mode == string(podinfo.ModeSkip) {
+		ev.Mode = "skipped"
+	}
+	if r.err != nil {
+		ev.Result = "failure"
+		ev.Message = r.err.Error()
+		log.Error("authbridge-cni "+r.op+" failed", append(attrs, "error", r.err.Error())...)
+	} else {
+		log.Info("authbridge-cni "+r.op, attrs...)
+	}
+	if conf != nil {
+		sock := filepath.Join(conf.StateDir, pluginevents.SocketName)
+		if err := pluginevents.Send(sock, ev); err != nil {
+			// The agent may be restarting; metrics never fail a pod.
+			log.Debug("plugin event not delivered", "error", err.Error())
+		}
+	}
+}
+
+// openLog opens the config's log file; stderr when it cannot be opened
+// (stdout carries the CNI result).
+func openLog(conf *Conf) (*slog.Logger, func()) {
+	var w io.Writer = os.Stderr
+	closeFn := func() {}
+	if conf != nil && conf.LogFile != "" {
+		if err := os.MkdirAll(filepath.Dir(conf.LogFile), 0o755); err == nil {
+			if f, err := os.OpenFile(conf.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
+				w, closeFn = f, func() { f.Close() }
+			}
+		}
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})), closeFn
+}
+
+// begin parses the config and opens the log for one invocation.
+func begin(op string, args *skel.CmdArgs) (*Conf, *slog.Logger, func(), *record, error) {
+	r := &record{op: op, container: args.ContainerID, start: time.Now()}
+	conf, err := ParseConfig(args.StdinData)
+	log, closeLog := openLog(conf)
+	if err != nil {
+		r.err = err
+		log.Error("authbridge-cni "+op+" failed", "op", op, "container", args.ContainerID, "error", err.Error())
+		return nil, log, closeLog, r, err
+	}
+	return conf, log, closeLog, r, nil
+}
+
+// Add implements CNI ADD.
+func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
+	conf, log, closeLog, r, err := begin("ADD", args)
+	defer closeLog()
+	if err != nil {
+		return err
+	}
+	defer func() { r.err = err; p.finish(conf, log, r) }()
+
+	if conf.RawPrevResult == nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni is a chained plugin: ADD got no prevResult",
+			"put authbridge-cni after the primary plugin in the conflist (it cannot be the first or only plugin)")
+	}
+	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+		return types.NewError(types.ErrDecodingFailure, "authbridge-cni: cannot parse prevResult: "+err.Error(), "the previous plugin in the chain returned a malformed result")
+	}
+	passThrough := func() error { return types.PrintResult(conf.PrevResult, conf.CNIVersion) }
+
+	k8s, err := ParseK8sArgs(args.Args)
+	if err != nil {
+		return err
+	}
+	if !k8s.IsPod() {
+		r.mode, r.reason = string(podinfo.ModeSkip), "not-a-kubernetes-pod"
+		return passThrough()
+	}
+	r.namespace, r.pod = string(k8s.K8S_POD_NAMESPACE), string(k8s.K8S_POD_NAME)
+	netns, err := ns.GetNS(args.Netns)
+	if err != nil {
+		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("authbridge-cni: network namespace %q of pod %s/%s: %v", args.Netns, r.namespace, r.pod, err), "the runtime passed a netns that does not exist (CNI_NETNS)")
+	}
+	netns.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), p.APITimeout)
+	defer cancel()
+	src, err := p.NewSource(conf)
+	if err != nil {
+		return err
+	}
+	pod, err := src.GetPod(ctx, r.namespace, r.pod)
+	if err != nil {
+		return err
+	}
+	if uid := string(k8s.K8S_POD_UID); uid != "" && string(pod.UID) != uid {
+		return fmt.Errorf("pod %s/%s in the API server has UID %s but the runtime is creating UID %s (the pod was deleted and recreated); the runtime will retry", r.namespace, r.pod, pod.UID, uid)
+	}
+	nsCfg, err := src.GetNamespaceConfig(ctx, r.namespace)
+	if err != nil {
+		return err
+	}
+	statePath := filepath.Join(conf.StateDir, nodestate.FileName)
+	var state *nodestate.State
+	st, stErr := nodestate.Read(statePath)
+	if stErr == nil {
+		state = &st
+	}
+	d, err := podinfo.Decide(pod, nsCfg, conf.Policy, state)
+	if err != nil {
+		if errors.Is(err, podinfo.ErrNoNodeState) && stErr != nil {
+			return fmt.Errorf("%w: %v", err, stErr)
+		}
+		return err
+	}
+	r.mode, r.reason = string(d.Mode), string(d.Reason)
+	cs := ContainerState{ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
+		Namespace: r.namespace, Pod: r.pod, Mode: string(d.Mode), Reason: string(d.Reason), AppliedAt: time.Now().UTC()}
+	if d.Mode != podinfo.ModeEnforceRedirect {
+		if err := writeContainerState(conf.StateDir, cs); err != nil {
+			return err
+		}
+		return passThrough()
+	}
+
+	resolvers, err := podinfo.Resolvers(pod, conf.Policy, state)
+	if err != nil {
+		return err
+	}
+	families, err := familiesOf(conf.PrevResult)
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: %w", r.namespace, r.pod, err)
+	}
+	spec := conf.Policy.RedirectSpec(families...)
+	spec.Resolvers = resolvers
+	if err := spec.Validate(); err != nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni: rules for pod %s/%s: %v", r.namespace, r.pod, err), "fix the policy in the authbridge node agent config")
+	}
+	backend, attempts, err := p.apply(args.Netns, d.Backends, spec)
+	r.attempts = attempts
+	if err != nil {
+		return fmt.Errorf("pod %s/%s needs egress enforcement but its redirect rules could not be programmed, so it gets no network (fail closed): %w", r.namespace, r.pod, err)
+	}
+	r.backend = backend.Name()
+	cs.Backend, cs.Spec = backend.Name(), &spec
+	if err := writeContainerState(conf.StateDir, cs); err != nil {
+		// Without the record DEL and CHECK would not know the rules: undo.
+		if rerr := ns.WithNetNSPath(args.Netns, func(ns.NetNS) error { return backend.Remove() }); rerr != nil {
+			err = fmt.Errorf("%w (and removing the rules failed: %v)", err, rerr)
+		}
+		return err
+	}
+	return passThrough()
+}
+
+// apply enters the netns and programs the spec with the first backend whose
+// Apply and Verify succeed; a failed backend's leftovers are removed before
+// the next one is tried.
+func (p *Plugin) apply(netnsPath string, backends []string, spec redirect.Spec) (redirect.Backend, []string, error) {
+	var chosen redirect.Backend
+	var attempts []string
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		for _, name := range backends {
+			b, err := p.NewBackend(name)
+			if err == nil {
+				err = b.Apply(spec)
+				if err == nil {
+					err = b.Verify(spec)
+				}
+				if err != nil {
+					if rerr := b.Remove(); rerr != nil {
+						err = fmt.Errorf("%w (cleanup: %v)", err, rerr)
+					}
+				}
+			}
+			if err == nil {
+				chosen = b
+				return nil
+			}
+			attempts = append(attempts, name+": "+err.Error())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, attempts, fmt.Errorf("enter network namespace %s: %w", netnsPath, err)
+	}
+	if chosen == nil {
+		return nil, attempts, fmt.Errorf("every working backend failed in the pod's netns (%s); check the node's kernel modules and the backend binaries, and the node agent's probe results", strings.Join(attempts, "; "))
+	}
+	return chosen, attempts, nil
+}
+
+// familiesOf returns the IP families of the container's addresses in the
+// previous result (addresses on host-side interfaces are ignored).
+func familiesOf(prev types.Result) ([]redirect.Family, error) {
+	res, err := current.NewResultFromResult(prev)
+	if err != nil {
+		return nil, fmt.Errorf("convert prevResult: %w", err)
+	}
+	var v4, v6 bool
+	for _, ip := range res.IPs {
+		if ip.Interface != nil && *ip.Interface >= 0 && *ip.Interface < len(res.Interfaces) && res.Interfaces[*ip.Interface].Sandbox == "" {
+			continue
+		}
+		if ip.Address.IP.To4() != nil {
+			v4 = true
+		} else if ip.Address.IP != nil {
+			v6 = true
+		}
+	}
+	var fams []redirect.Family
+	if v4 {
+		fams = append(fams, redirect.IPv4)
+	}
+	if v6 {
+		fams = append(fams, redirect.IPv6)
+	}
+	if len(fams) == 0 {
+		return nil, errors.New("prevResult has no container IP address, so the families to program (IPv4/IPv6) are unknown; put authbridge-cni after the plugin that assigns the pod's IPs")
+	}
+	return fams, nil
+}
+
+// Del implements CNI DEL: idempotent, no API server, succeeds when the netns
+// is gone.
+func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
+	conf, log, closeLog, r, err := begin("DEL", args)
+	defer closeLog()
+	if err != nil {
+		return err
+	}
+	defer func() { r.err = err; p.finish(conf, log, r) }()
+	cs, err := readContainerState(conf.StateDir, args.ContainerID)
+	if err != nil {
+		// A corrupt record must not block the pod's deletion forever.
+		log.Warn("container state unreadable; removing it", "container", args.ContainerID, "error", err.Error())
+		return removeContainerState(conf.StateDir, args.ContainerID)
+	}
+	if cs == nil {
+		return nil
+	}
+	r.namespace, r.pod, r.mode, r.reason, r.backend = cs.Namespace, cs.Pod, cs.Mode, cs.Reason, cs.Backend
+	if cs.Backend != "" && args.Netns != "" {
+		b, berr := p.NewBackend(cs.Backend)
+		if berr == nil {
+			berr = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error { return b.Remove() })
+		}
+		var gone ns.NSPathNotExistErr
+		if berr != nil && !errors.As(berr, &gone) {
+			// Best effort: the netns is about to be destroyed with its rules.
+			log.Warn("removing redirect rules failed", "container", args.ContainerID, "netns", args.Netns, "error", berr.Error())
+		}
+	}
+	return removeContainerState(conf.StateDir, args.ContainerID)
+}
+
+// Check implements CNI CHECK: the recorded rules must still be in place.
+func (p *Plugin) Check(args *skel.CmdArgs) (err error) {
+	conf, log, closeLog, r, err := begin("CHECK", args)
+	defer closeLog()
+	if err != nil {
+		return err
+	}
+	defer func() { r.err = err; p.finish(conf, log, r) }()
+	k8s, err := ParseK8sArgs(args.Args)
+	if err != nil {
+		return err
+	}
+	if !k8s.IsPod() {
+		return nil
+	}
+	r.namespace, r.pod = string(k8s.K8S_POD_NAMESPACE), string(k8s.K8S_POD_NAME)
+	cs, err := readContainerState(conf.StateDir, args.ContainerID)
+	if err != nil {
+		return err
+	}
+	if cs == nil {
+		return fmt.Errorf("pod %s/%s container %s: authbridge-cni has no record of an ADD for it (was the plugin added to the chain after the pod started, or was %s cleaned?); delete the pod to have it recreated with enforcement",
+			r.namespace, r.pod, args.ContainerID, filepath.Join(conf.StateDir, containersDir))
+	}
+	r.mode, r.reason, r.backend = cs.Mode, cs.Reason, cs.Backend
+	if cs.Mode != string(podinfo.ModeEnforceRedirect) {
+		return nil
+	}
+	if cs.Spec == nil || cs.Backend == "" {
+		return fmt.Errorf("container state for %s is incomplete (no backend or spec); delete the pod to have it recreated", args.ContainerID)
+	}
+	b, err := p.NewBackend(cs.Backend)
+	if err != nil {
+		return err
+	}
+	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error { return b.Verify(*cs.Spec) })
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: the %s redirect rules in its netns no longer match what ADD programmed, so its egress is not enforced: %w; delete the pod to have it recreated with rules",
+			r.namespace, r.pod, cs.Backend, err)
+	}
+	return nil
+}
+
+// Status implements CNI STATUS: ready only when a backend works here.
+func (p *Plugin) Status(args *skel.CmdArgs) (err error) {
+	conf, log, closeLog, r, err := begin("STATUS", args)
+	defer closeLog()
+	if err != nil {
+		return err
+	}
+	defer func() { r.err = err; p.finish(conf, log, r) }()
+	st, err := nodestate.Read(filepath.Join(conf.StateDir, nodestate.FileName))
+	if err != nil {
+		return types.NewError(types.ErrPluginNotAvailable, "authbridge-cni not ready: "+err.Error(), "start the authbridge node agent on this node; it probes the redirect backends and writes the node state")
+	}
+	working := st.Working(conf.Policy.Backends)
+	if len(working) == 0 {
+		if conf.Policy.AllowCooperative && conf.Policy.DefaultMode != config.ModeEnforceRedirect {
+			// Pods can still start cooperatively by default; say so, but the
+			// node is not capable of enforcement.
+			log.Warn("no redirect backend works; only cooperative pods can start", "probe", podinfo.ProbeSummary(st, conf.Policy.Backends))
+		}
+		return types.NewError(types.ErrPluginNotAvailable,
+			"authbridge-cni not ready: no redirect backend works on this node: "+podinfo.ProbeSummary(st, conf.Policy.Backends),
+			"fix the node's netfilter support (nftables or iptables) or the backends list in the node agent config")
+	}
+	r.backend = working[0]
+	return nil
+}
+
+// GC implements CNI GC: records of containers not in
+// cni.dev/valid-attachments are removed (their netns, and with it their
+// rules, are gone). Nothing else is touched.
+func (p *Plugin) GC(args *skel.CmdArgs) (err error) {
+	conf, log, closeLog, r, err := begin("GC", args)
+	defer closeLog()
+	if err != nil {
+		return err
+	}
+	defer func() { r.err = err; p.finish(conf, log, r) }()
+	valid := conf.ValidAttachments
+	if valid == nil {
+		valid = conf.LegacyAttachments
+	}
+	if valid == nil {
+		// No list at all is not "nothing is valid": keep every record.
+		log.Warn("GC without cni.dev/valid-attachments; nothing removed")
+		return nil
+	}
+	keep := map[string]bool{}
+	for _, a := range valid {
+		keep[a.ContainerID] = true
+	}
+	removed, err := gcContainerStates(conf.StateDir, keep)
+	if len(removed) > 0 {
+		log.Info("garbage-collected container states", "containers", removed)
+	}
+	return err
+}
