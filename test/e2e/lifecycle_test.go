@@ -502,7 +502,10 @@ func (e *env) deleteAgentDS(t *testing.T) {
 	if err := e.cs.AppsV1().DaemonSets(agentNS).Delete(context.Background(), agentDS, metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil {
 		t.Fatalf("delete agent DaemonSet: %v", err)
 	}
-	eventually(t, 2*time.Minute, "agent pods gone", func() error {
+	eventually(t, 2*time.Minute, "agent DaemonSet and pods gone", func() error {
+		if _, err := e.cs.AppsV1().DaemonSets(agentNS).Get(context.Background(), agentDS, metav1.GetOptions{}); err == nil {
+			return fmt.Errorf("DaemonSet still there")
+		}
 		pods, err := e.cs.CoreV1().Pods(agentNS).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=authbridge-node"})
 		if err != nil || len(pods.Items) > 0 {
 			return fmt.Errorf("%d agent pods left (%v)", len(pods.Items), err)
