@@ -28,7 +28,9 @@ for n in iptables ip6tables; do
     done
   done
 done
-xtdir=$(dpkg -L iptables | grep -m1 '/xtables$')   # /usr/lib/<triplet>/xtables
+# awk reads dpkg's whole output: grep -m1 closed the pipe early, and under
+# pipefail dpkg's SIGPIPE ended this script silently now and then.
+xtdir=$(dpkg -L iptables | awk '/\/xtables$/ && !f {print; f=1}')   # /usr/lib/<triplet>/xtables
 for f in "${bins[@]}" "$xtdir"/*.so; do
   { ldd "$f" 2>/dev/null || true; } | awk '/=>/ {print $3} /ld-linux/ {print $1}'
 done | sort -u | while read -r lib; do
