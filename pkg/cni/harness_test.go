@@ -22,6 +22,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -175,6 +176,16 @@ func newEnv(t testing.TB, o envOpts) *env {
 	err = host.Do(func(ns.NetNS) error {
 		if err := redirecttest.LinkUp("lo"); err != nil {
 			return err
+		}
+		// The bridge exists up front with a fixed MAC: a bridge whose MAC
+		// the kernel picks follows its lowest port's, which changes as
+		// pods join and makes the bridge plugin's own CHECK fail.
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "abbr0", HardwareAddr: net.HardwareAddr{0x02, 0xab, 0, 0, 0, 1}}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return fmt.Errorf("create bridge: %w", err)
+		}
+		if err := netlink.LinkSetHardwareAddr(br, br.HardwareAddr); err != nil {
+			return fmt.Errorf("set bridge MAC: %w", err)
 		}
 		// IPv6 addresses usable at once (no duplicate address detection).
 		for _, k := range []string{"all", "default"} {
