@@ -5,22 +5,14 @@
 package main
 
 import (
+	"strings"
+
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/kagenti/authbridge-node/pkg/cni"
 )
 
 func main() {
-	skel.PluginMainFuncs(cni.Default().Funcs(), cni.VersionInfo(), "authbridge-cni: AuthBridge egress redirect rules as a chained CNI plugin (CNI "+join(cni.SupportedVersions)+")")
-}
-
-func join(v []string) string {
-	s := ""
-	for i, x := range v {
-		if i > 0 {
-			s += ", "
-		}
-		s += x
-	}
-	return s
+	skel.PluginMainFuncs(cni.Default().Funcs(), cni.VersionInfo(),
+		"authbridge-cni: AuthBridge egress redirect rules as a chained CNI plugin (CNI "+strings.Join(cni.SupportedVersions, ", ")+")")
 }
