@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,7 +64,7 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	srv, err = startAPIServer(ctx)
+	srv, err = apiserver.New(ctx, apiserver.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start kube-apiserver:", err)
 		return 1
@@ -83,27 +82,6 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "probe %s: works=%v %s (%s)\n", r.Backend, r.Works, r.Error, r.Duration)
 	}
 	return m.Run()
-}
-
-// startAPIServer starts the harness from an OS thread that never exits: the
-// harness starts etcd and kube-apiserver with Pdeathsig, which fires when
-// the forking *thread* dies, and this package's netns helpers
-// (testutils.NewNS) deliberately end their locked threads. Any thread the
-// Go runtime may retire would kill the API server mid-test.
-func startAPIServer(ctx context.Context) (*apiserver.Server, error) {
-	type res struct {
-		s   *apiserver.Server
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		s, err := apiserver.New(ctx, apiserver.Options{})
-		ch <- res{s, err}
-		select {} // keep this thread, and with it the children, alive
-	}()
-	r := <-ch
-	return r.s, r.err
 }
 
 // buildPlugins builds the real reference plugins and ours once per run.

@@ -45,6 +45,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -453,11 +454,25 @@ func startProcess(bin, logPath string, args ...string) (*exec.Cmd, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Die with the test binary even when it is killed without cleanup.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// Pdeathsig fires when the forking *thread* exits, not the process. Fork
+	// from a locked thread that lives exactly as long as the child: threads
+	// the Go runtime retires (netns helpers end their locked threads) must
+	// not kill the server mid-test.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		logf.Close()
+	}()
+	if err := <-started; err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	go func() { _ = cmd.Wait(); logf.Close() }()
 	return cmd, nil
 }
 
