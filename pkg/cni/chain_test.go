@@ -2,6 +2,7 @@ package cni_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -84,6 +85,20 @@ func TestChainPerBackend(t *testing.T) {
 				}
 				if len(r.IPs) != len(fc.fams) {
 					t.Fatalf("result IPs %v, want one per family %v", r.IPs, fc.fams)
+				}
+				// The record the node agent matches running pods against.
+				var rec struct {
+					PodUID  string `json:"podUID"`
+					Backend string `json:"backend"`
+					Mode    string `json:"mode"`
+				}
+				if b, err := os.ReadFile(e.containerStatePath(p)); err != nil {
+					t.Fatalf("container state: %v", err)
+				} else if err := json.Unmarshal(b, &rec); err != nil {
+					t.Fatalf("container state: %v", err)
+				}
+				if rec.PodUID != uid || rec.Backend != backend || rec.Mode != "enforce-redirect" {
+					t.Fatalf("container state %+v: want podUID %s, backend %s, enforce-redirect", rec, uid, backend)
 				}
 
 				for _, f := range fc.fams {

@@ -229,7 +229,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	r.mode, r.reason = string(d.Mode), string(d.Reason)
 	cs := ContainerState{ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
-		Namespace: r.namespace, Pod: r.pod, Mode: string(d.Mode), Reason: string(d.Reason), AppliedAt: time.Now().UTC()}
+		Namespace: r.namespace, Pod: r.pod, PodUID: string(pod.UID), Mode: string(d.Mode), Reason: string(d.Reason), AppliedAt: time.Now().UTC()}
 	if d.Mode != podinfo.ModeEnforceRedirect {
 		if err := writeContainerState(conf.StateDir, cs); err != nil {
 			return err

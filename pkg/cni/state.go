@@ -23,6 +23,9 @@ type ContainerState struct {
 	Netns       string `json:"netns"`
 	Namespace   string `json:"namespace,omitempty"`
 	Pod         string `json:"pod,omitempty"`
+	// PodUID lets the node agent match running pods to their records
+	// (pods without rules are reported).
+	PodUID string `json:"podUID,omitempty"`
 	// Mode is enforce-redirect, cooperative or skip.
 	Mode   string `json:"mode"`
 	Reason string `json:"reason,omitempty"`
