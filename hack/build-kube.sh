@@ -17,6 +17,10 @@ for c in "$@"; do [[ -x $out/$c ]] || want+=("$c"); done
 if ((${#want[@]} == 0)); then echo "$out"; exit 0; fi
 
 exec 9>"$cache/kube-build.lock"; flock 9   # one build at a time, shared cache
+# Re-check under the lock: a concurrent caller may have just built some.
+want=()
+for c in "$@"; do [[ -x $out/$c ]] || want+=("$c"); done
+if ((${#want[@]} == 0)); then echo "$out"; exit 0; fi
 minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}; patch=${KUBE_VERSION##*.}
 staging_ver=v0.$minor.$patch
 cd "$src"
