@@ -84,6 +84,11 @@ type Policy struct {
 	// ClusterDNS overrides the cluster DNS service IPs used as resolvers for
 	// ClusterFirst pods (normally taken from the kubelet config by the agent).
 	ClusterDNS []string `json:"clusterDNS,omitempty"`
+	// AllowedPodNameservers are CIDRs a pod's own dnsConfig.nameservers may
+	// fall in, beyond the cluster DNS IPs and the node's resolvers: DNS to a
+	// pod-named server goes direct (unproxied), so whoever writes the pod
+	// spec must not pick it freely. Empty by default.
+	AllowedPodNameservers []string `json:"allowedPodNameservers,omitempty"`
 }
 
 // DefaultSidecarContainerName is the AuthBridge sidecar's container name.
@@ -151,13 +156,30 @@ func (p Policy) Validate() error {
 		}
 	}
 	for _, c := range p.ExcludeOutboundCIDRs {
-		if _, err := netip.ParsePrefix(c); err != nil {
+		pfx, err := netip.ParsePrefix(c)
+		if err != nil {
 			return fmt.Errorf("field excludeOutboundCIDRs: %q is not a CIDR (e.g. 10.0.0.0/8): %w", c, err)
+		}
+		if pfx.Bits() == 0 {
+			return fmt.Errorf("field excludeOutboundCIDRs: %q excludes every destination: this would turn enforcement off for every pod while reporting enforce-redirect; use allowCooperative/auto instead, or list narrower CIDRs", c)
+		}
+	}
+	for _, c := range p.AllowedPodNameservers {
+		pfx, err := netip.ParsePrefix(c)
+		if err != nil {
+			return fmt.Errorf("field allowedPodNameservers: %q is not a CIDR (e.g. 10.0.0.53/32): %w", c, err)
+		}
+		if pfx.Bits() == 0 {
+			return fmt.Errorf("field allowedPodNameservers: %q allows every address: any pod could then name any server in dnsConfig.nameservers and get direct, unproxied DNS (TCP+UDP 53) to it; list the resolvers' own addresses or narrow CIDRs", c)
 		}
 	}
 	for _, d := range p.ClusterDNS {
-		if _, err := netip.ParseAddr(d); err != nil {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
 			return fmt.Errorf("field clusterDNS: %q is not an IP address: %w", d, err)
+		}
+		if a.Zone() != "" {
+			return fmt.Errorf("field clusterDNS: %q has an IPv6 zone (%%%s); cluster DNS service IPs are plain addresses: remove the zone", d, a.Zone())
 		}
 	}
 	// The remaining knobs are validated by the rule model itself.
@@ -311,12 +333,60 @@ func ParseAgent(data []byte) (Agent, error) {
 		if err := yaml.UnmarshalStrict(data, &a); err != nil {
 			return Agent{}, fmt.Errorf("agent config: %w (check the key names against the configuration table in README.md)", err)
 		}
+		if j, err := yaml.YAMLToJSON(data); err == nil {
+			var raw map[string]json.RawMessage
+			if json.Unmarshal(j, &raw) == nil {
+				if err := RefuseExplicitZeros(raw); err != nil {
+					return Agent{}, fmt.Errorf("agent config: %w", err)
+				}
+			}
+		}
 	}
 	a = a.WithDefaults()
 	if err := a.Validate(); err != nil {
 		return Agent{}, fmt.Errorf("agent config: %w", err)
 	}
 	return a, nil
+}
+
+// zeroKeys are the keys whose zero value WithDefaults would silently replace
+// by the default; an explicit zero is a mistake (UID 0 is root, port 0 is no
+// listener, mark 0 matches nothing), so it is refused rather than "fixed".
+var zeroKeys = []struct{ key, why string }{
+	{"proxyUID", fmt.Sprintf("UID 0 is root, and the proxy's traffic is recognised by its UID; remove the key for the default %d or set the sidecar's non-root UID", redirect.DefaultProxyUID)},
+	{"outboundPort", fmt.Sprintf("port 0 is not a listener; remove the key for the default %d or set the proxy's transparent outbound port", redirect.DefaultOutboundPort)},
+	{"inboundPort", fmt.Sprintf("port 0 is not a listener; remove the key for the default %d or set the proxy's inbound port", redirect.DefaultInboundPort)},
+	{"mark", fmt.Sprintf("mark 0 is what unmarked packets carry; remove the key for the default %#x or set the proxy's SO_MARK", redirect.DefaultMark)},
+	{"markMask", fmt.Sprintf("a zero mask matches no bit; remove the key for the default %#x", redirect.DefaultMarkMask)},
+	{"probeInterval", fmt.Sprintf("0s would never re-probe; remove the key for the default %s or use at least 10s", DefaultProbeInterval)},
+}
+
+// RefuseExplicitZeros refuses keys present in a raw config object with a
+// zero (or null) value that would otherwise be replaced by the default,
+// naming the field and the fix. Keys absent from raw are fine (defaulted).
+func RefuseExplicitZeros(raw map[string]json.RawMessage) error {
+	for _, z := range zeroKeys {
+		v, ok := raw[z.key]
+		if !ok {
+			continue
+		}
+		t := strings.TrimSpace(string(v))
+		zero := t == "null"
+		if !zero && z.key == "probeInterval" {
+			var d Duration
+			zero = d.UnmarshalJSON(v) == nil && d.Duration == 0
+		} else if !zero {
+			var n json.Number
+			if json.Unmarshal(v, &n) == nil {
+				f, err := n.Float64()
+				zero = err == nil && f == 0
+			}
+		}
+		if zero {
+			return fmt.Errorf("field %s: explicit %s is not allowed (it is not \"unset\"): %s", z.key, t, z.why)
+		}
+	}
+	return nil
 }
 
 // checkKeyCase refuses keys that differ from a known key only in case:
@@ -380,6 +450,9 @@ func (p Policy) Weakenings() []string {
 	}
 	if len(p.ExcludeOutboundPorts) > 0 {
 		w = append(w, "excludeOutboundPorts")
+	}
+	if len(p.AllowedPodNameservers) > 0 {
+		w = append(w, "allowedPodNameservers")
 	}
 	return w
 }

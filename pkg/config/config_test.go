@@ -152,6 +152,19 @@ logLevel: debug
 	}
 }
 
+// Non-zero explicit values of the zero-refused keys are taken as written,
+// and the new list round-trips.
+func TestParseAgentExplicitNonZero(t *testing.T) {
+	a, err := ParseAgent([]byte("proxyUID: 1\noutboundPort: 1\ninboundPort: 2\nmark: 1\nmarkMask: 1\nprobeInterval: 10s\nallowedPodNameservers: [192.0.2.53/32]\nclusterDNS: [\"fd00::a\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ProxyUID != 1 || a.OutboundPort != 1 || a.InboundPort != 2 || a.Mark != 1 || a.MarkMask != 1 || a.ProbeInterval.Duration != 10*time.Second ||
+		!reflect.DeepEqual(a.AllowedPodNameservers, []string{"192.0.2.53/32"}) {
+		t.Fatalf("explicit values not kept: %+v", a)
+	}
+}
+
 func TestParseAgentRefusesUnknownKeys(t *testing.T) {
 	for _, key := range []string{"allowCooprative", "defaultmode", "acknowledgeCooperativeRisk", "backend", "excludeOutboundCIDR"} {
 		_, err := ParseAgent([]byte(key + ": true\n"))
@@ -202,6 +215,22 @@ func TestParseAgentBadValuesNameTheField(t *testing.T) {
 		{"stateDir: run", "stateDir", "absolute"},
 		{"keepEntryOnUpgrade: 1", "keepEntryOnUpgrade", ""},
 		{"repairPods: [true]", "repairPods", ""},
+		// Explicit zeros are refused, not replaced by the default.
+		{"proxyUID: 0", "field proxyUID", "1337"},
+		{"proxyUID: null", "field proxyUID", "remove the key"},
+		{"outboundPort: 0", "field outboundPort", "8082"},
+		{"inboundPort: 0", "field inboundPort", "8083"},
+		{"mark: 0", "field mark", "0x539"},
+		{"markMask: 0", "field markMask", "0xfff"},
+		{"probeInterval: 0s", "field probeInterval", "at least 10s"},
+		{"probeInterval: \"0\"", "field probeInterval", "remove the key"},
+		{`{"proxyUID":0}`, "field proxyUID", "root"},
+		// Zones and catch-all exclusions.
+		{"clusterDNS: [\"fe80::1%eth0\"]", "field clusterDNS", "zone"},
+		{"excludeOutboundCIDRs: [0.0.0.0/0]", "field excludeOutboundCIDRs", "use allowCooperative/auto instead"},
+		{"excludeOutboundCIDRs: [\"10.0.0.0/8\", \"::/0\"]", "field excludeOutboundCIDRs", "turn enforcement off for every pod"},
+		{"allowedPodNameservers: [8.8.8.8]", "field allowedPodNameservers", "8.8.8.8"},
+		{"allowedPodNameservers: [0.0.0.0/0]", "field allowedPodNameservers", "every address"},
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
@@ -335,6 +364,7 @@ func TestWeakenings(t *testing.T) {
 		{"defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1", []string{"allowCooperative", "defaultMode=none"}},
 		{"excludeOutboundCIDRs: [169.254.169.254/32]", []string{"excludeOutboundCIDRs"}},
 		{"excludeOutboundPorts: [5432]", []string{"excludeOutboundPorts"}},
+		{"allowedPodNameservers: [8.8.8.8/32, \"2001:4860:4860::8888/128\"]", []string{"allowedPodNameservers"}},
 		{
 			"defaultMode: auto\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\nexcludeOutboundCIDRs: [10.0.0.0/8]\nexcludeOutboundPorts: [22]",
 			[]string{"allowCooperative", "defaultMode=auto", "excludeOutboundCIDRs", "excludeOutboundPorts"},
@@ -416,6 +446,11 @@ func FuzzParseAgent(f *testing.F) {
 		"probeInterval: 9999999999999h\n",
 		"!!binary AAAA",
 		"a: &x [*x]",
+		"proxyUID: 0\n",
+		"mark: 0\nmarkMask: 0\n",
+		"probeInterval: 0s\n",
+		"allowedPodNameservers: [10.96.0.0/12]\nclusterDNS: [\"fe80::1%eth0\"]\n",
+		"excludeOutboundCIDRs: [::/0]\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -436,6 +471,11 @@ func FuzzParseAgent(f *testing.F) {
 		}
 		if err := a.Validate(); err != nil {
 			t.Fatalf("accepted config fails Validate: %v", err)
+		}
+		for _, c := range a.ExcludeOutboundCIDRs {
+			if strings.HasSuffix(c, "/0") {
+				t.Fatalf("accepted excludeOutboundCIDRs %q", c)
+			}
 		}
 		if err := a.RedirectSpec(redirect.IPv4, redirect.IPv6).Validate(); err != nil {
 			t.Fatalf("accepted config renders an invalid rule model: %v", err)
