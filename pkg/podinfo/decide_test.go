@@ -171,6 +171,9 @@ func TestResolvers(t *testing.T) {
 		}
 		return out
 	}
+	allowNS := func(cidrs ...string) config.Policy {
+		return policy(func(p *config.Policy) { p.AllowedPodNameservers = cidrs })
+	}
 	tests := []struct {
 		name    string
 		pod     *corev1.Pod
@@ -183,10 +186,18 @@ func TestResolvers(t *testing.T) {
 		{"ClusterFirst from node state", mk(corev1.DNSClusterFirst), policy(nil), st, addrs("10.96.0.10", "fd00:10::a"), ""},
 		{"ClusterFirstWithHostNet", mk(corev1.DNSClusterFirstWithHostNet), policy(nil), st, addrs("10.96.0.10", "fd00:10::a"), ""},
 		{"policy clusterDNS overrides node state", mk(corev1.DNSClusterFirst), policy(func(p *config.Policy) { p.ClusterDNS = []string{"10.0.0.53"} }), st, addrs("10.0.0.53"), ""},
-		{"ClusterFirst plus dnsConfig, deduplicated", mk(corev1.DNSClusterFirst, "1.1.1.1", "10.96.0.10"), policy(nil), st, addrs("10.96.0.10", "fd00:10::a", "1.1.1.1"), ""},
+		{"ClusterFirst plus dnsConfig naming the cluster DNS, deduplicated", mk(corev1.DNSClusterFirst, "192.168.1.1", "10.96.0.10"), policy(nil), st, addrs("10.96.0.10", "fd00:10::a", "192.168.1.1"), ""},
 		{"Default uses node resolvers", mk(corev1.DNSDefault), policy(nil), st, addrs("192.168.1.1"), ""},
-		{"Default plus dnsConfig", mk(corev1.DNSDefault, "8.8.8.8"), policy(nil), st, addrs("192.168.1.1", "8.8.8.8"), ""},
-		{"None uses dnsConfig only", mk(corev1.DNSNone, "9.9.9.9", "2001:db8::53"), policy(nil), st, addrs("9.9.9.9", "2001:db8::53"), ""},
+		{"Default plus allowed dnsConfig", mk(corev1.DNSDefault, "8.8.8.8"), allowNS("8.8.8.0/24"), st, addrs("192.168.1.1", "8.8.8.8"), ""},
+		{"None uses allowed dnsConfig only", mk(corev1.DNSNone, "9.9.9.9", "2001:db8::53"), allowNS("9.9.9.9/32", "2001:db8::/64"), st, addrs("9.9.9.9", "2001:db8::53"), ""},
+		{"None naming the cluster DNS", mk(corev1.DNSNone, "fd00:10::a"), policy(nil), st, addrs("fd00:10::a"), ""},
+		{"None naming the policy clusterDNS", mk(corev1.DNSNone, "10.0.0.53"), policy(func(p *config.Policy) { p.ClusterDNS = []string{"10.0.0.53"} }), nil, addrs("10.0.0.53"), ""},
+		// The pod spec author must not pick a direct, unproxied DNS peer.
+		{"ClusterFirst plus foreign dnsConfig refused", mk(corev1.DNSClusterFirst, "1.1.1.1"), policy(nil), st, nil, "nameserver 1.1.1.1 in spec.dnsConfig.nameservers"},
+		{"Default plus foreign dnsConfig refused", mk(corev1.DNSDefault, "8.8.8.8"), policy(nil), st, nil, "add it to allowedPodNameservers in the authbridge node agent config, or remove it"},
+		{"None with foreign dnsConfig refused", mk(corev1.DNSNone, "9.9.9.9"), policy(nil), st, nil, "9.9.9.9"},
+		{"None outside allowedPodNameservers refused", mk(corev1.DNSNone, "9.9.9.9", "9.9.10.1"), allowNS("9.9.9.0/24"), st, nil, "nameserver 9.9.10.1"},
+		{"None foreign without node state refused", mk(corev1.DNSNone, "10.96.0.10"), policy(nil), nil, nil, "allowedPodNameservers"},
 		{"None without nameservers", mk(corev1.DNSNone), policy(nil), st, nil, ""},
 		{"ClusterFirst with no cluster DNS anywhere", mk(corev1.DNSClusterFirst), policy(nil), &nodestate.State{}, nil, "set clusterDNS in the authbridge node agent config"},
 		{"ClusterFirst without node state", mk(corev1.DNSClusterFirst), policy(nil), nil, nil, "clusterDNS"},
@@ -200,6 +211,9 @@ func TestResolvers(t *testing.T) {
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Resolvers err = %v, want mention of %q", err, tc.wantErr)
+				}
+				if strings.Contains(tc.name, "refused") && !errors.Is(err, ErrPodNameserverNotAllowed) {
+					t.Fatalf("Resolvers err = %v, want ErrPodNameserverNotAllowed", err)
 				}
 				return
 			}

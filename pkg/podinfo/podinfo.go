@@ -18,6 +18,9 @@
 //
 // Resolvers are derived from the pod spec only (dnsPolicy/dnsConfig) and the
 // node state; no file inside the pod is ever read (the pod has not started).
+// A nameserver the pod names itself (dnsConfig.nameservers) must be a cluster
+// DNS IP, a node resolver or inside the policy's allowedPodNameservers: DNS
+// to a resolver bypasses the proxy, so the pod spec's author must not choose it.
 package podinfo
 
 import (
