@@ -13,13 +13,20 @@ import (
 // iptBackend drives the host's iptables binaries of one variant ("nft" or
 // "legacy"): iptables-<variant> for IPv4 and ip6tables-<variant> for IPv6.
 //
-// Apply writes each family in one iptables-restore --noflush run: declaring
-// the project's chains flushes them, the rules are re-added and the jumps from
-// the hook chains are added or de-duplicated, all committed per table. Reads
-// (jump counts, Verify) go through go-iptables, i.e. `iptables -S`.
+// Apply reads each family's state with one iptables-save and writes it in one
+// iptables-restore --noflush run: declaring the project's chains flushes
+// them, the rules are re-added, the jumps from the hook chains are put at
+// position 1 (added, moved or de-duplicated) and chains the spec no longer
+// has are deleted, all committed per table. Verify reads one iptables-save
+// per family. Removing a family that holds project chains goes through
+// go-iptables. Two processes per family keep Apply near the cost of a single
+// exec; go-iptables would run one process per read (plus one per handle
+// for `--version`).
 //
-// The jumps are inserted first in OUTPUT (and PREROUTING) so an ACCEPT that
-// some other component appended cannot bypass the redirect.
+// The jumps must be rule 1 of OUTPUT (and PREROUTING): xtables stops at the
+// first ACCEPT of a built-in chain, so a rule that some other component
+// inserted ahead of our jump would bypass the redirect. Verify refuses a jump
+// anywhere else and Apply moves it back.
 type iptBackend struct {
 	name    string
 	variant string
@@ -92,7 +99,7 @@ func (b *iptBackend) Apply(s Spec) error {
 }
 
 func (b *iptBackend) applyFamily(s Spec, f Family) error {
-	ipt, err := b.handle(f)
+	cur, err := b.save(f)
 	if err != nil {
 		return err
 	}
@@ -109,6 +116,12 @@ func (b *iptBackend) applyFamily(s Spec, f Family) error {
 				fmt.Fprintf(&in, ":%s - [0:0]\n", cr.name)
 			}
 		}
+		for _, h := range iptHooks {
+			// Declaring flushes the chain, so the -X below can delete it.
+			if h.table == table && !want[h.chain] && cur.hasChain(table, h.chain) {
+				fmt.Fprintf(&in, ":%s - [0:0]\n", h.chain)
+			}
+		}
 		for _, cr := range chains {
 			if tableOf(cr.kind) != table {
 				continue
@@ -118,38 +131,93 @@ func (b *iptBackend) applyFamily(s Spec, f Family) error {
 			}
 		}
 		for _, h := range iptHooks {
-			if h.table != table || !want[h.chain] {
+			if h.table != table {
 				continue
 			}
-			n, err := countJumps(ipt, h)
-			if err != nil {
-				return fmt.Errorf("%s: %w", b.bin(f), err)
+			pos := cur.jumpPositions(h)
+			if want[h.chain] && len(pos) == 1 && pos[0] == 1 {
+				continue
 			}
-			if n == 0 {
-				fmt.Fprintf(&in, "-I %s 1 -j %s\n", h.from, h.chain)
-			}
-			for ; n > 1; n-- {
+			for range pos {
 				fmt.Fprintf(&in, "-D %s -j %s\n", h.from, h.chain)
+			}
+			if want[h.chain] {
+				fmt.Fprintf(&in, "-I %s 1 -j %s\n", h.from, h.chain)
+			} else if cur.hasChain(table, h.chain) {
+				fmt.Fprintf(&in, "-X %s\n", h.chain)
 			}
 		}
 		fmt.Fprintln(&in, "COMMIT")
 	}
+	return b.restore(f, in.String())
+}
+
+func (b *iptBackend) restore(f Family, input string) error {
 	cmd := exec.Command(b.bin(f)+"-restore", "--noflush", fmt.Sprintf("--wait=%d", xtablesWaitSeconds))
-	cmd.Stdin = strings.NewReader(in.String())
+	cmd.Stdin = strings.NewReader(input)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s-restore: %v: %s", b.bin(f), err, strings.TrimSpace(stderr.String()))
 	}
-	// Chains the spec no longer has (inbound switched off).
-	for _, h := range iptHooks {
-		if !want[h.chain] {
-			if err := removeHook(ipt, h); err != nil {
-				return fmt.Errorf("%s: %w", b.bin(f), err)
+	return nil
+}
+
+// savedRules is one family's iptables-save output: per table, the chains
+// that exist and the rules of each chain in order, in `iptables -S` form.
+type savedRules map[string]map[string][]string
+
+func (s savedRules) hasChain(table, chain string) bool {
+	_, ok := s[table][chain]
+	return ok
+}
+
+// jumpPositions returns the 1-based positions of the jumps h.from -> h.chain.
+func (s savedRules) jumpPositions(h hook) []int {
+	var pos []int
+	for i, r := range s[h.table][h.from] {
+		if r == jumpSpec(h) {
+			pos = append(pos, i+1)
+		}
+	}
+	return pos
+}
+
+// save runs <bin>-save for the family. Tables the kernel has not
+// instantiated in this netns are absent from the output: nothing of ours
+// can be in them.
+func (b *iptBackend) save(f Family) (savedRules, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(b.bin(f) + "-save")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s-save: %v: %s (is the %s binary installed on the host?)", b.bin(f), err, strings.TrimSpace(stderr.String()), b.bin(f))
+	}
+	return parseSave(stdout.String()), nil
+}
+
+func parseSave(out string) savedRules {
+	res := savedRules{}
+	var cur map[string][]string
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case l == "" || strings.HasPrefix(l, "#") || l == "COMMIT":
+		case strings.HasPrefix(l, "*"):
+			cur = map[string][]string{}
+			res[l[1:]] = cur
+		case cur == nil:
+		case strings.HasPrefix(l, ":"):
+			if f := strings.Fields(l[1:]); len(f) > 0 {
+				cur[f[0]] = cur[f[0]][:0:0]
+			}
+		case strings.HasPrefix(l, "-A "):
+			if f := strings.Fields(l); len(f) > 1 {
+				cur[f[1]] = append(cur[f[1]], l)
 			}
 		}
 	}
-	return nil
+	return res
 }
 
 func countJumps(ipt *iptables.IPTables, h hook) (int, error) {
@@ -186,6 +254,20 @@ func removeHook(ipt *iptables.IPTables, h hook) error {
 // family whose binary or kernel table is unusable counts as empty: there can
 // be nothing of ours in it.
 func (b *iptBackend) removeFamily(f Family, tolerant bool) error {
+	cur, err := b.save(f)
+	if err != nil {
+		if tolerant {
+			return nil
+		}
+		return err
+	}
+	ours := false
+	for _, h := range iptHooks {
+		ours = ours || cur.hasChain(h.table, h.chain) || len(cur.jumpPositions(h)) > 0
+	}
+	if !ours {
+		return nil
+	}
 	ipt, err := b.handle(f)
 	if err != nil {
 		if tolerant {
@@ -223,12 +305,12 @@ func (b *iptBackend) Verify(s Spec) error {
 	}
 	var problems []string
 	for _, f := range []Family{IPv4, IPv6} {
-		ipt, err := b.handle(f)
+		cur, err := b.save(f)
 		if err != nil {
 			if s.Has(f) {
 				return err
 			}
-			continue
+			continue // family unusable: nothing of ours there
 		}
 		want := map[string]chainRules{}
 		if s.Has(f) {
@@ -238,42 +320,31 @@ func (b *iptBackend) Verify(s Spec) error {
 		}
 		for _, h := range iptHooks {
 			cr, wanted := want[h.chain]
-			exists, err := ipt.ChainExists(h.table, h.chain)
-			if err != nil {
-				if !wanted {
-					continue // table unusable: nothing of ours there
-				}
-				return fmt.Errorf("%s: %w", b.bin(f), err)
-			}
-			jumps, err := countJumps(ipt, h)
-			if err != nil {
-				return fmt.Errorf("%s: %w", b.bin(f), err)
-			}
+			exists := cur.hasChain(h.table, h.chain)
+			pos := cur.jumpPositions(h)
 			if !wanted {
 				if exists {
 					problems = append(problems, fmt.Sprintf("%s: chain %s exists but the spec does not have it", b.bin(f), h.chain))
 				}
-				if jumps > 0 {
-					problems = append(problems, fmt.Sprintf("%s: %d jumps %s -> %s, want none", b.bin(f), jumps, h.from, h.chain))
+				if len(pos) > 0 {
+					problems = append(problems, fmt.Sprintf("%s: %d jumps %s -> %s, want none", b.bin(f), len(pos), h.from, h.chain))
 				}
 				continue
 			}
-			if jumps != 1 {
-				problems = append(problems, fmt.Sprintf("%s: %d jumps %s -> %s, want exactly 1", b.bin(f), jumps, h.from, h.chain))
+			if len(pos) != 1 {
+				problems = append(problems, fmt.Sprintf("%s: %d jumps %s -> %s, want exactly 1", b.bin(f), len(pos), h.from, h.chain))
+			} else if pos[0] != 1 {
+				problems = append(problems, fmt.Sprintf("%s: jump %s -> %s is at position %d of %s %s, want position 1 (the rules ahead of it can accept packets past the redirect)", b.bin(f), h.from, h.chain, pos[0], h.table, h.from))
 			}
 			if !exists {
 				problems = append(problems, fmt.Sprintf("%s: chain %s missing", b.bin(f), h.chain))
 				continue
 			}
-			got, err := ipt.List(h.table, h.chain)
-			if err != nil {
-				return fmt.Errorf("%s: list %s: %w", b.bin(f), h.chain, err)
-			}
-			exp := []string{"-N " + h.chain}
+			var exp []string
 			for _, r := range cr.rules {
 				exp = append(exp, iptRule(h.chain, f, r))
 			}
-			if d := diffLines(exp, got); d != "" {
+			if d := diffLines(exp, cur[h.table][h.chain]); d != "" {
 				problems = append(problems, fmt.Sprintf("%s chain %s differs:\n%s", b.bin(f), h.chain, d))
 			}
 		}
