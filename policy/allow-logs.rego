@@ -4,8 +4,8 @@
 # ttRPC request it receives from the host (the runtime, hence the node's
 # administrator) and refuses the request unless the rule is true. Rules are
 # named after the request messages of the AgentService in
-# src/libs/protocols/protos/agent.proto (checked against kata-containers
-# 4.1.0-23-g7c6ba40c54, see docs/kata-secure-by-default.md).
+# src/libs/protocols/protos/agent.proto (checked against the kata-containers
+# release tag 4.1.0, see docs/kata-secure-by-default.md).
 #
 # Default deny: every request is false unless listed as allowed below, and a
 # request this file does not name at all fails closed in the agent too.
@@ -20,20 +20,33 @@ package agent_policy
 
 import rego.v1
 
-# Shared directory the runtime copies container files into (hosts,
-# resolv.conf, ConfigMap/Secret volumes without a shared filesystem).
-# Verified against KATA_GUEST_SHARE_DIR in src/agent/src/rpc.rs.
-policy_data := {"copy_file_prefix": "/run/kata-containers/shared/containers/"}
+# Files the runtime may copy into the guest (hosts, hostname, resolv.conf,
+# termination-log, ConfigMap/Secret/downward-API volumes without a shared
+# filesystem). The shape is genpolicy's (src/tools/genpolicy, kata-containers
+# 4.1.0: cpath + sfprefix in genpolicy-settings.json): the shared containers
+# directory (KATA_GUEST_SHARE_DIR in src/agent/src/rpc.rs), optionally
+# passthrough/ and watchable/, then <64-char bundle id>-<16 random hex>-<name>.
+# Container root filesystems live in <cid>/rootfs under the same directory:
+# a plain prefix check would let the host overwrite a running container's
+# binaries, which is exec by another route.
+# Symlinks additionally must be below such a name, never at its top level.
+policy_data := {
+	"copy_file_regex": `^/run/kata-containers/shared/containers/(passthrough/)?(watchable/)?[a-z0-9]{64}-[a-z0-9]{16}-[^/]+(/[^/]+)*$`,
+	"copy_file_symlink_regex": `^/run/kata-containers/shared/containers/(passthrough/)?(watchable/)?[a-z0-9]{64}-[a-z0-9]{16}-[^/]+(/[^/]+)+$`,
+}
 
 # Never ignore a denial (the agent's debug escape hatch).
 default AllowRequestsFailingPolicy := false
 
 # --- Allowed: what a pod's lifecycle needs -------------------------------
-default CreateSandboxRequest := true
+# CreateSandbox and CreateContainer are conditional (below): the host still
+# chooses image, args, env and mounts, but not guest kernel modules, guest
+# OCI hooks or a shared pid namespace.
+default CreateSandboxRequest := false
 
 default DestroySandboxRequest := true
 
-default CreateContainerRequest := true
+default CreateContainerRequest := false
 
 default StartContainerRequest := true
 
@@ -115,11 +128,6 @@ default ReseedRandomDevRequest := false
 
 default SetGuestDateTimeRequest := false
 
-# Tracing exposes the guest's internals.
-default StartTracingRequest := false
-
-default StopTracingRequest := false
-
 # Host-driven mounts and direct-assigned volume operations are not part of a
 # standard pod's lifecycle (genpolicy denies them by default too).
 default UpdateEphemeralMountsRequest := false
@@ -128,7 +136,35 @@ default VolumeStatsRequest := false
 
 default ResizeVolumeRequest := false
 
-# --- CopyFile: only into the shared containers directory ----------------
+# --- CreateSandbox / CreateContainer: no host-chosen guest code ----------
+# As genpolicy's rules.rego does: the host must not make the guest load
+# kernel modules, run OCI hooks from a guest directory (guest_hook_path) or
+# start the sandbox with a shared pid namespace.
+CreateSandboxRequest if {
+	count(input.guest_hook_path) == 0
+	count(input.kernel_modules) == 0
+	input.sandbox_pidns == false
+}
+
+# sandbox_pidns would join the container to the pod's shared pid namespace
+# (its processes visible to every container); OCI hooks would run
+# host-chosen programs in the guest. Pods with shareProcessNamespace: true
+# need a per-pod genpolicy policy.
+CreateContainerRequest if {
+	input.sandbox_pidns == false
+	no_oci_hooks(input.OCI)
+}
+
+no_oci_hooks(oci) if is_null(oci.Hooks)
+
+no_oci_hooks(oci) if {
+	is_object(oci.Hooks)
+	every _, hooks in oci.Hooks {
+		count(hooks) == 0
+	}
+}
+
+# --- CopyFile: only the runtime's per-container files ------------------
 default CopyFileRequest := false
 
 CopyFileRequest if {
@@ -137,11 +173,12 @@ CopyFileRequest if {
 }
 
 # Kubernetes' atomic writer (ConfigMap/Secret volumes) uses relative
-# symlinks such as key -> ..data/key below a per-volume directory.
+# symlinks such as key -> ..data/key below a per-volume directory; never at
+# the top level, from which the runtime mounts.
 CopyFileRequest if {
 	input.file_type == "Symlink"
 	copy_file_path_allowed(input.path)
-	contains(trim_prefix(input.path, policy_data.copy_file_prefix), "/")
+	regex.match(policy_data.copy_file_symlink_regex, input.path)
 	is_string(input.symlink_target)
 	not startswith(input.symlink_target, "/")
 	not has_dot_dot(input.symlink_target)
@@ -149,8 +186,7 @@ CopyFileRequest if {
 
 copy_file_path_allowed(path) if {
 	is_string(path)
-	startswith(path, policy_data.copy_file_prefix)
-	count(path) > count(policy_data.copy_file_prefix)
+	regex.match(policy_data.copy_file_regex, path)
 	not has_dot_dot(path)
 }
 

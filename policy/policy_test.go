@@ -10,9 +10,10 @@ import (
 )
 
 // agentRequests is every request message of the AgentService in
-// kata-containers src/libs/protocols/protos/agent.proto at
-// 7c6ba40c54ea29b459b4997cff948caaba4e658b (4.1.0-23), plus the two
-// mem-agent configs, which the agent checks under their message names.
+// kata-containers src/libs/protocols/protos/agent.proto at the release tag
+// 4.1.0 (unchanged up to 7c6ba40c54), including the two mem-agent configs,
+// which the agent checks under their message names. There is no tracing
+// request in that service.
 var agentRequests = []string{
 	"AddARPNeighborsRequest", "AddSwapPathRequest", "AddSwapRequest",
 	"CloseStdinRequest", "CopyFileRequest", "CreateContainerRequest",
@@ -25,8 +26,8 @@ var agentRequests = []string{
 	"RemoveStaleVirtiofsShareMountsRequest", "ReseedRandomDevRequest",
 	"ResizeVolumeRequest", "ResumeContainerRequest", "SetGuestDateTimeRequest",
 	"SetIPTablesRequest", "SetPolicyRequest", "SignalProcessRequest",
-	"StartContainerRequest", "StartTracingRequest", "StatsContainerRequest",
-	"StopTracingRequest", "TtyWinResizeRequest", "UpdateContainerRequest",
+	"StartContainerRequest", "StatsContainerRequest",
+	"TtyWinResizeRequest", "UpdateContainerRequest",
 	"UpdateEphemeralMountsRequest", "UpdateInterfaceRequest",
 	"UpdateRoutesRequest", "VolumeStatsRequest", "WaitProcessRequest",
 	"WriteStreamRequest",
@@ -57,21 +58,40 @@ var presetOpens = map[string][]string{
 	PresetAllowExec:   {"ExecProcessRequest", "ReadStreamRequest", "WriteStreamRequest", "CloseStdinRequest", "TtyWinResizeRequest"},
 }
 
-// realistic inputs, shaped like the agent's serde_json of the protobuf
-// messages (field names as in agent.proto).
+// Realistic ids: containerd's 64-hex container/sandbox ids and the 16-hex
+// random part the Kata runtime puts into shared file names.
+const (
+	sandboxID = "9f3a4c7e0b1d2e5f6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b"
+	appID     = "2b7e151628aed2a6abf7158809cf4f3c762e7160f38b4da56a784d9045190cfe"
+	rnd16     = "3f8a1c2b9d4e5f60"
+	shared    = "/run/kata-containers/shared/containers/"
+)
+
+// inputs are shaped like the agent's serde_json of the protobuf messages
+// (field names as in agent.proto, OCI spec fields as Kata's oci crate).
 var inputs = map[string]string{
-	"CreateContainerRequest": `{"container_id":"6b1f0c8e","exec_id":"6b1f0c8e","string_user":null,"devices":[],"storages":[],
-		"OCI":{"Version":"1.1.0","Process":{"Terminal":false,"User":{"UID":65535,"GID":65535},"Args":["/pause"],"Env":["PATH=/usr/bin"],"Cwd":"/"},
-		"Root":{"Path":"/run/kata-containers/shared/containers/6b1f0c8e/rootfs","Readonly":true},"Hostname":"","Mounts":[],
-		"Annotations":{"io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-name":"web-0","io.kubernetes.cri.sandbox-namespace":"default"}},
+	"CreateSandboxRequest": `{"hostname":"web-0","dns":["nameserver 10.96.0.10","search default.svc.cluster.local svc.cluster.local cluster.local","options ndots:5"],
+		"storages":[],"sandbox_pidns":false,"sandbox_id":"` + sandboxID + `","guest_hook_path":"","kernel_modules":[]}`,
+	"CreateContainerRequest": `{"container_id":"` + appID + `","exec_id":"` + appID + `","string_user":null,"devices":[],
+		"storages":[{"driver":"virtio-fs","driver_options":[],"source":"` + appID + `","fstype":"bind","options":[],"mount_point":"` + shared + appID + `","fs_group":null}],
+		"OCI":{"Version":"1.1.0","Process":{"Terminal":false,"User":{"UID":65535,"GID":65535,"AdditionalGids":[],"Username":""},"Args":["/app","--listen=:8080"],"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","HOSTNAME=web-0"],"Cwd":"/","Capabilities":null,"Rlimits":[],"NoNewPrivileges":true,"ApparmorProfile":"","OOMScoreAdj":1000,"SelinuxLabel":""},
+		"Root":{"Path":"` + shared + appID + `/rootfs","Readonly":false},"Hostname":"","Hooks":null,
+		"Mounts":[{"destination":"/etc/hosts","source":"` + shared + appID + `-` + rnd16 + `-hosts","type_":"bind","options":["rbind","rprivate","rw"]},
+			{"destination":"/etc/resolv.conf","source":"` + shared + sandboxID + `-` + rnd16 + `-resolv.conf","type_":"bind","options":["rbind","rprivate","ro"]}],
+		"Annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.container-name":"app","io.kubernetes.cri.sandbox-id":"` + sandboxID + `","io.kubernetes.cri.sandbox-name":"web-0","io.kubernetes.cri.sandbox-namespace":"default"},
+		"Linux":{"Namespaces":[{"Type":"ipc","Path":""},{"Type":"uts","Path":""},{"Type":"mount","Path":""}],"CgroupsPath":"/kubepods/besteffort/pod1/` + appID + `"}},
 		"sandbox_pidns":false,"shared_mounts":[]}`,
-	"ExecProcessRequest": `{"container_id":"6b1f0c8e","exec_id":"e1","string_user":null,
+	"ExecProcessRequest": `{"container_id":"` + appID + `","exec_id":"e1","string_user":null,
 		"process":{"Terminal":true,"User":{"UID":0,"GID":0},"Args":["/bin/sh"],"Env":["PATH=/usr/bin"],"Cwd":"/"}}`,
-	"ReadStreamRequest":    `{"container_id":"6b1f0c8e","exec_id":"","len":32768}`,
-	"WriteStreamRequest":   `{"container_id":"6b1f0c8e","exec_id":"e1","data":"bHMK"}`,
-	"SetPolicyRequest":     `{"policy":"package agent_policy\ndefault ExecProcessRequest := true\n"}`,
-	"SignalProcessRequest": `{"container_id":"6b1f0c8e","exec_id":"","signal":15}`,
-	"AddSwapRequest":       `{"PCIPath":[2,3]}`,
+	"ReadStreamRequest":      `{"container_id":"` + appID + `","exec_id":"","len":32768}`,
+	"WriteStreamRequest":     `{"container_id":"` + appID + `","exec_id":"e1","data":"bHMK"}`,
+	"SetPolicyRequest":       `{"policy":"package agent_policy\ndefault ExecProcessRequest := true\n"}`,
+	"SignalProcessRequest":   `{"container_id":"` + appID + `","exec_id":"","signal":15}`,
+	"AddSwapRequest":         `{"PCIPath":[2,3]}`,
+	"DestroySandboxRequest":  `{}`,
+	"StartContainerRequest":  `{"container_id":"` + appID + `"}`,
+	"RemoveContainerRequest": `{"container_id":"` + appID + `","timeout":0}`,
+	"WaitProcessRequest":     `{"container_id":"` + appID + `","exec_id":""}`,
 }
 
 func evalRule(t *testing.T, src []byte, rule string, input any) (allowed bool, defined bool) {
@@ -166,7 +186,9 @@ func TestUnknownRequestDenied(t *testing.T) {
 }
 
 func TestCopyFile(t *testing.T) {
-	const dir = "/run/kata-containers/shared/containers/"
+	const dir = shared
+	hosts := appID + "-" + rnd16 + "-hosts"
+	cm := appID + "-" + rnd16 + "-config"
 	sym := func(target string) *string { return &target }
 	cases := []struct {
 		name    string
@@ -175,32 +197,48 @@ func TestCopyFile(t *testing.T) {
 		target  *string
 		allowed bool
 	}{
-		{"hosts file", dir + "6b1f0c8e-2f5c1a7d-hosts", "Regular", nil, true},
-		{"resolv.conf", dir + "6b1f0c8e-9a0b-resolv.conf", "Regular", nil, true},
-		{"configmap dir", dir + "6b1f0c8e-cm-config/..2026_08_01_10_00_00.123", "Directory", nil, true},
-		{"configmap file", dir + "6b1f0c8e-cm-config/..2026_08_01_10_00_00.123/app.yaml", "Regular", nil, true},
-		{"atomic writer ..data symlink", dir + "6b1f0c8e-cm-config/..data", "Symlink", sym("..2026_08_01_10_00_00.123"), true},
-		{"atomic writer key symlink", dir + "6b1f0c8e-cm-config/app.yaml", "Symlink", sym("..data/app.yaml"), true},
+		// The shapes the Kata runtime writes (genpolicy's sfprefix).
+		{"hosts file", dir + hosts, "Regular", nil, true},
+		{"resolv.conf of the sandbox", dir + sandboxID + "-" + rnd16 + "-resolv.conf", "Regular", nil, true},
+		{"termination-log", dir + appID + "-" + rnd16 + "-termination-log", "Regular", nil, true},
+		{"configmap dir", dir + cm + "/..2026_08_01_10_00_00.123", "Directory", nil, true},
+		{"configmap file", dir + cm + "/..2026_08_01_10_00_00.123/app.yaml", "Regular", nil, true},
+		{"atomic writer ..data symlink", dir + cm + "/..data", "Symlink", sym("..2026_08_01_10_00_00.123"), true},
+		{"atomic writer key symlink", dir + cm + "/app.yaml", "Symlink", sym("..data/app.yaml"), true},
+		{"passthrough", dir + "passthrough/" + hosts, "Regular", nil, true},
+		{"watchable", dir + "watchable/" + cm + "/..data", "Symlink", sym("..2026_08_01_10_00_00.123"), true},
+		{"passthrough watchable", dir + "passthrough/watchable/" + cm + "/app.yaml", "Regular", nil, true},
+		// A running container's root filesystem: exec by another route.
+		{"container rootfs binary", dir + appID + "/rootfs/usr/bin/app", "Regular", nil, false},
+		{"container rootfs dir", dir + appID + "/rootfs/usr/bin", "Directory", nil, false},
+		{"sandbox rootfs", dir + sandboxID + "/rootfs/pause", "Regular", nil, false},
+		{"passthrough rootfs", dir + "passthrough/" + appID + "/rootfs/bin/sh", "Regular", nil, false},
+		{"rootfs via shared-file prefix and ..", dir + hosts + "/../" + appID + "/rootfs/bin/sh", "Regular", nil, false},
+		{"short id", dir + "6b1f0c8e-" + rnd16 + "-hosts", "Regular", nil, false},
+		{"no random part", dir + appID + "-hosts", "Regular", nil, false},
+		{"watchable before passthrough", dir + "watchable/passthrough/" + hosts, "Regular", nil, false},
+		{"empty name", dir + appID + "-" + rnd16 + "-", "Regular", nil, false},
+		{"empty component", dir + cm + "//app.yaml", "Regular", nil, false},
 		{"outside: agent binary", "/usr/bin/kata-agent", "Regular", nil, false},
 		{"outside: policy file", "/etc/kata-opa/default-policy.rego", "Regular", nil, false},
-		{"outside: sibling prefix", "/run/kata-containers/shared/containersX/a", "Regular", nil, false},
-		{"outside: sandbox dir", "/run/kata-containers/sandbox/x", "Regular", nil, false},
+		{"outside: sibling prefix", "/run/kata-containers/shared/containersX/" + hosts, "Regular", nil, false},
+		{"outside: sandbox dir", "/run/kata-containers/sandbox/" + hosts, "Regular", nil, false},
 		{"the shared dir itself", dir, "Directory", nil, false},
-		{"traversal", dir + "../../../etc/kata-opa/default-policy.rego", "Regular", nil, false},
-		{"traversal in the middle", dir + "a/../b", "Regular", nil, false},
-		{"traversal at the end", dir + "a/..", "Directory", nil, false},
-		{"absolute symlink", dir + "cm/key", "Symlink", sym("/etc/shadow"), false},
-		{"symlink escaping", dir + "cm/key", "Symlink", sym("../../../../etc/shadow"), false},
-		{"top-level symlink", dir + "key", "Symlink", sym("..data/key"), false},
-		{"unknown file type", dir + "fifo", "Unknown", nil, false},
+		{"traversal", dir + hosts + "/../../../../etc/kata-opa/default-policy.rego", "Regular", nil, false},
+		{"traversal at the end", dir + cm + "/..", "Directory", nil, false},
+		{"absolute symlink", dir + cm + "/key", "Symlink", sym("/etc/shadow"), false},
+		{"symlink escaping", dir + cm + "/key", "Symlink", sym("../../../../etc/shadow"), false},
+		{"top-level symlink", dir + hosts, "Symlink", sym("..data/key"), false},
+		{"top-level symlink under watchable", dir + "watchable/" + hosts, "Symlink", sym("..data/key"), false},
+		{"unknown file type", dir + hosts, "Unknown", nil, false},
 	}
 	for _, name := range Presets {
 		src, _ := Preset(name)
 		for _, c := range cases {
 			in := map[string]any{"path": c.path, "file_type": c.typ, "symlink_target": c.target,
-				"file_size": 120, "file_mode": 0o100644, "dir_mode": 0o40750, "uid": 0, "gid": 0, "offset": 0}
+				"file_size": 120, "file_mode": 0o100644, "dir_mode": 0o40750, "uid": 0, "gid": 0, "offset": 0, "data": "MTI3LjAuMC4xIGxvY2FsaG9zdAo="}
 			if c.target == nil {
-				in["symlink_target"] = nil
+				in["symlink_target"] = ""
 			}
 			got, defined := evalRule(t, src, "CopyFileRequest", in)
 			if !defined {
@@ -208,6 +246,89 @@ func TestCopyFile(t *testing.T) {
 			}
 			if got != c.allowed {
 				t.Errorf("%s: CopyFile %s (%s %q) = %v, want %v", name, c.name, c.typ, c.path, got, c.allowed)
+			}
+		}
+	}
+}
+
+// withField returns the named realistic input with one field replaced
+// (path is a list of keys into nested objects).
+func withField(t *testing.T, rule string, value any, path ...string) map[string]any {
+	t.Helper()
+	in := inputFor(t, rule).(map[string]any)
+	m := in
+	for _, k := range path[:len(path)-1] {
+		m = m[k].(map[string]any)
+	}
+	m[path[len(path)-1]] = value
+	return in
+}
+
+func TestCreateSandboxAndContainer(t *testing.T) {
+	cases := []struct {
+		name  string
+		rule  string
+		input func(t *testing.T) any
+		allow bool
+	}{
+		{"sandbox as the runtime sends it", "CreateSandboxRequest", func(t *testing.T) any { return inputFor(t, "CreateSandboxRequest") }, true},
+		{"sandbox loading a kernel module", "CreateSandboxRequest", func(t *testing.T) any {
+			return withField(t, "CreateSandboxRequest", []any{map[string]any{"name": "evil", "parameters": []any{"debug=1"}}}, "kernel_modules")
+		}, false},
+		{"sandbox with guest hooks", "CreateSandboxRequest", func(t *testing.T) any {
+			return withField(t, "CreateSandboxRequest", "/usr/share/oci/hooks", "guest_hook_path")
+		}, false},
+		{"sandbox with shared pid namespace", "CreateSandboxRequest", func(t *testing.T) any {
+			return withField(t, "CreateSandboxRequest", true, "sandbox_pidns")
+		}, false},
+		{"sandbox without the fields", "CreateSandboxRequest", func(t *testing.T) any { return map[string]any{} }, false},
+		{"container as the runtime sends it", "CreateContainerRequest", func(t *testing.T) any { return inputFor(t, "CreateContainerRequest") }, true},
+		{"container with empty hook lists", "CreateContainerRequest", func(t *testing.T) any {
+			return withField(t, "CreateContainerRequest", map[string]any{"Prestart": []any{}, "Poststart": []any{}}, "OCI", "Hooks")
+		}, true},
+		{"container joining the shared pid namespace", "CreateContainerRequest", func(t *testing.T) any {
+			return withField(t, "CreateContainerRequest", true, "sandbox_pidns")
+		}, false},
+		{"container with a guest OCI hook", "CreateContainerRequest", func(t *testing.T) any {
+			return withField(t, "CreateContainerRequest", map[string]any{"Prestart": []any{map[string]any{"Path": "/bin/sh", "Args": []any{"sh", "-c", "cat /proc/1/environ"}}}}, "OCI", "Hooks")
+		}, false},
+		{"container without the fields", "CreateContainerRequest", func(t *testing.T) any { return map[string]any{} }, false},
+	}
+	for _, name := range Presets {
+		src, _ := Preset(name)
+		for _, c := range cases {
+			got, defined := evalRule(t, src, c.rule, c.input(t))
+			if !defined {
+				t.Fatalf("%s: %s undefined", name, c.rule)
+			}
+			if got != c.allow {
+				t.Errorf("%s: %s = %v, want %v", name, c.name, got, c.allow)
+			}
+		}
+	}
+}
+
+// Every rule the presets define is a request of agent.proto (or the debug
+// switch): a rule for a request that does not exist hides a typo or a stale
+// copy, like the tracing requests this policy once named.
+func TestRulesAreAgentRequests(t *testing.T) {
+	known := map[string]bool{"AllowRequestsFailingPolicy": true}
+	for _, r := range agentRequests {
+		known[r] = true
+	}
+	for _, name := range Presets {
+		src, _ := Preset(name)
+		mod, err := ast.ParseModuleWithOpts(name+".rego", string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range mod.Rules {
+			n := r.Head.Name.String()
+			if n == "" {
+				n = r.Head.Ref().String()
+			}
+			if n[0] >= 'A' && n[0] <= 'Z' && !known[n] {
+				t.Errorf("%s: rule %s is not a request of agent.proto (kata-containers 4.1.0)", name, n)
 			}
 		}
 	}
