@@ -11,6 +11,10 @@ import (
 	"os"
 	"strings"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/kagenti/authbridge-node/policy"
 )
 
@@ -22,7 +26,10 @@ commands:
   peer-pods-configmap  render the peer-pods default initdata (ConfigMap ` + PeerPodsConfigMap + `, key ` + PeerPodsInitdataKey + `)
   policy               print a policy preset (Rego)
   install              install the restrictive policy into this node's Kata initrds
-  uninstall            restore this node's Kata configurations (rollback)
+                       (--allow-tee-initrd also changes measured TEE initrds)
+  uninstall            restore this node's Kata configurations (rollback) and
+                       remove the Node's kata-policy label and annotation
+                       (--node, default $NODE_NAME; --kubeconfig, default in-cluster)
 
 policy flags (initdata, peer-pods-configmap, policy):
   --preset restrictive|allow-logs|allow-exec   (default restrictive)
@@ -208,12 +215,31 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet(cmd, stderr)
 	root := fs.String("host-root", DefaultHostRoot, "where the host's / is mounted")
+	allowTEE := fs.Bool("allow-tee-initrd", false, "install: also append to initrds of confidential_guest (TEE) configurations, changing their launch measurement")
+	node := fs.String("node", os.Getenv("NODE_NAME"), "uninstall: Node whose "+LabelKataPolicy+" label and sha256 annotation to remove (default $NODE_NAME)")
+	kubeconfig := fs.String("kubeconfig", "", "uninstall: kubeconfig for removing the Node label (default: in-cluster)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	n := &NodeInstaller{HostRoot: *root, Log: slog.New(slog.NewTextHandler(stderr, nil))}
+	n := &NodeInstaller{HostRoot: *root, AllowTEEInitrd: *allowTEE, Log: slog.New(slog.NewTextHandler(stderr, nil))}
 	if cmd == "uninstall" {
-		return n.Uninstall(ctx)
+		if err := n.Uninstall(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "Kata configurations restored; guests booted from now on have no authbridge policy")
+		if *node == "" {
+			fmt.Fprintf(stderr, "note: --node (or NODE_NAME) not set: remove the %s label and %s annotation from the Node yourself\n", LabelKataPolicy, AnnotationKataPolicySHA256)
+			return nil
+		}
+		cs, err := kubeClient(*kubeconfig)
+		if err != nil {
+			return fmt.Errorf("configurations restored, but the Node label was not removed: %w", err)
+		}
+		if err := ClearNodeMarks(ctx, cs, *node); err != nil {
+			return fmt.Errorf("configurations restored, but: %w", err)
+		}
+		fmt.Fprintf(stdout, "removed %s and %s from node %s\n", LabelKataPolicy, AnnotationKataPolicySHA256, *node)
+		return nil
 	}
 	res, err := n.Install(ctx)
 	for _, c := range res.Configs {
@@ -224,4 +250,18 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 	}
 	fmt.Fprintf(stdout, "%s=%s\n%s=%s\n", LabelKataPolicy, res.Label(), AnnotationKataPolicySHA256, res.PolicySHA256)
 	return nil
+}
+
+func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else if cfg, err = rest.InClusterConfig(); err != nil {
+		err = fmt.Errorf("in-cluster config (or pass --kubeconfig): %w", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
 }

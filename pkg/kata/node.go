@@ -42,27 +42,52 @@ const (
 // ErrNotKataNode means no Kata configuration was found under the host root.
 var ErrNotKataNode = errors.New("no Kata configuration found on this node")
 
+// ErrPeerPodsOnly means every Kata configuration found uses the remote
+// hypervisor (a peer-pods worker): pods run in cloud VMs, not on this node,
+// and get their policy through the peer-pods initdata. It wraps
+// ErrNotKataNode: the node is not a local Kata node.
+var ErrPeerPodsOnly = fmt.Errorf("%w: only [hypervisor.remote] (peer-pods) configurations; give peer-pods VMs the policy through initdata (node-agent kata peer-pods-configmap)", ErrNotKataNode)
+
 // ErrImageGuestUnsupported means a Kata configuration boots its guest from a
 // disk image, which the installer does not modify.
 var ErrImageGuestUnsupported = errors.New("Kata guest boots from a disk image, not an initrd")
+
+// ErrNoGuestChanged means no Kata configuration on the node could carry the
+// policy (image or TEE guests only); Result.Configs says why for each.
+var ErrNoGuestChanged = errors.New("no Kata guest on this node boots the restrictive policy")
+
+// describeSkipped joins the reasons of the configurations left alone.
+func describeSkipped(crs []ConfigResult) string {
+	var parts []string
+	for _, c := range crs {
+		if c.Reason != "" {
+			parts = append(parts, c.Config+": "+c.Reason)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
 
 // Config statuses in Result.
 const (
 	StatusInstalled  = "installed"
 	StatusUnchanged  = "unchanged"
 	StatusImageGuest = "unsupported-image-guest"
-	imageGuestFix    = "the installer only appends to initrds (rewriting a rootfs image would break its dm-verity root hash and measured boot). Fix: point this configuration at a Kata initrd (initrd = \".../kata-containers-initrd.img\" instead of image = ...) so the policy can be appended, or rebuild the guest image with osbuilder AGENT_POLICY=yes AGENT_POLICY_FILE=policy/default-restrictive.rego, and give confidential pods the policy through initdata (node-agent kata initdata)"
+	// StatusTEEGuest: a confidential_guest configuration left alone
+	// (NodeInstaller.AllowTEEInitrd is false).
+	StatusTEEGuest = "skipped-tee-guest"
+	teeGuestReason = "the initrd is measured; use initdata (node-agent kata initdata), which the TEE binds to its attestation report. Appending the policy would change the launch measurement (confidential_guest = true) and break attestation against your reference values; pass --allow-tee-initrd only if you compute them from the modified initrd"
+	imageGuestFix  = "the installer only appends to initrds (rewriting a rootfs image would break its dm-verity root hash and measured boot). Fix: point this configuration at a Kata initrd (initrd = \".../kata-containers-initrd.img\" instead of image = ...) so the policy can be appended, or rebuild the guest image with osbuilder AGENT_POLICY=yes AGENT_POLICY_FILE=policy/default-restrictive.rego, and give confidential pods the policy through initdata (node-agent kata initdata)"
 )
 
 // ConfigResult is what Install did with one Kata configuration.
 type ConfigResult struct {
 	Config         string // host path of the configuration file (symlinks resolved)
 	Hypervisor     string // the [hypervisor.<name>] section
-	Status         string // StatusInstalled, StatusUnchanged or StatusImageGuest
+	Status         string // StatusInstalled, StatusUnchanged, StatusImageGuest or StatusTEEGuest
 	OriginalInitrd string // host path the configuration pointed at before
 	Initrd         string // host path of the initrd carrying the policy
 	Backup         string // host path of the configuration backup
-	Reason         string // for StatusImageGuest: why and the fix
+	Reason         string // for StatusImageGuest and StatusTEEGuest: why and the fix
 }
 
 // Result is the outcome of Install.
@@ -77,12 +102,12 @@ type Result struct {
 }
 
 // Label is the value for LabelKataPolicy: restrictive when every
-// configuration boots the policy, partial when some could not be changed,
-// "" when none could.
+// configuration boots the policy, partial when some could not be changed
+// (image or TEE guests), "" when none could.
 func (r Result) Label() string {
 	ok, bad := 0, 0
 	for _, c := range r.Configs {
-		if c.Status == StatusImageGuest {
+		if c.Status == StatusImageGuest || c.Status == StatusTEEGuest {
 			bad++
 		} else {
 			ok++
@@ -108,6 +133,10 @@ type NodeInstaller struct {
 	Policy []byte
 	// Log receives one line per change (slog.Default()).
 	Log *slog.Logger
+	// AllowTEEInitrd also appends to the initrds of confidential_guest
+	// configurations. Off by default: the initrd is measured, so the
+	// change alters the launch measurement attestation checks.
+	AllowTEEInitrd bool
 }
 
 func (n *NodeInstaller) root() string {
@@ -203,10 +232,11 @@ func (n *NodeInstaller) configs() ([]string, error) {
 	return out, nil
 }
 
-// Detect reports whether this is a Kata node, and the host path of the
-// first Kata configuration found.
+// Detect reports whether this is a local Kata node, and the host path of
+// the first local Kata configuration found. A node whose configurations
+// all use the remote hypervisor (peer-pods worker) is not one.
 func (n *NodeInstaller) Detect() (bool, string, error) {
-	cfgs, err := n.configs()
+	cfgs, err := n.localConfigs()
 	if err != nil {
 		return false, "", err
 	}
@@ -214,6 +244,35 @@ func (n *NodeInstaller) Detect() (bool, string, error) {
 		return false, "", nil
 	}
 	return true, cfgs[0], nil
+}
+
+// localConfigs are the configurations with at least one hypervisor section
+// that boots a guest on this node (not [hypervisor.remote]); a file that
+// does not parse counts as local so Install reports the error.
+func (n *NodeInstaller) localConfigs() ([]string, error) {
+	cfgs, err := n.configs()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, cfg := range cfgs {
+		content, err := os.ReadFile(n.onHost(cfg))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", cfg, err)
+		}
+		assets, err := guestAssets(content)
+		if err != nil {
+			out = append(out, cfg)
+			continue
+		}
+		for _, a := range assets {
+			if !a.remote() {
+				out = append(out, cfg)
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // generatedInitrd is the name of the policy-carrying copy of an initrd.
@@ -236,8 +295,11 @@ func originalOf(p string) (string, bool) {
 // initrd (as a new file beside it), points the configuration at it and keeps
 // a backup of the configuration. The original initrd is never written.
 // Running it again with the same policy changes nothing. Image-based guests
-// are reported in Result.Configs with StatusImageGuest; if no configuration
-// could be changed the error wraps ErrImageGuestUnsupported.
+// are reported in Result.Configs with StatusImageGuest, TEE guests with
+// StatusTEEGuest (unless AllowTEEInitrd); if no configuration could be
+// changed the error wraps ErrNoGuestChanged (and ErrImageGuestUnsupported
+// when an image guest is why). A node with only [hypervisor.remote]
+// configurations gets ErrPeerPodsOnly, which wraps ErrNotKataNode.
 func (n *NodeInstaller) Install(ctx context.Context) (Result, error) {
 	pol := n.policy()
 	if err := ValidatePolicy("node policy", pol); err != nil {
@@ -245,12 +307,19 @@ func (n *NodeInstaller) Install(ctx context.Context) (Result, error) {
 	}
 	sum := sha256.Sum256(pol)
 	res := Result{PolicySHA256: hex.EncodeToString(sum[:])}
-	cfgs, err := n.configs()
+	all, err := n.configs()
+	if err != nil {
+		return res, err
+	}
+	if len(all) == 0 {
+		return res, fmt.Errorf("%w under %s (looked at %s)", ErrNotKataNode, n.root(), strings.Join(n.globs(), ", "))
+	}
+	cfgs, err := n.localConfigs()
 	if err != nil {
 		return res, err
 	}
 	if len(cfgs) == 0 {
-		return res, fmt.Errorf("%w under %s (looked at %s)", ErrNotKataNode, n.root(), strings.Join(n.globs(), ", "))
+		return res, fmt.Errorf("%w (%s)", ErrPeerPodsOnly, strings.Join(all, ", "))
 	}
 	member, err := PolicyCPIO(pol)
 	if err != nil {
@@ -266,13 +335,19 @@ func (n *NodeInstaller) Install(ctx context.Context) (Result, error) {
 		}
 		for _, cr := range crs {
 			res.Configs = append(res.Configs, cr)
-			if cr.Status != StatusImageGuest {
+			if cr.Status == StatusInstalled || cr.Status == StatusUnchanged {
 				res.Files = append(res.Files, cr.Config, cr.Initrd, cr.Backup)
 			}
 		}
 	}
 	if res.Label() == "" {
-		return res, fmt.Errorf("%w in %s: %s", ErrImageGuestUnsupported, strings.Join(cfgs, ", "), imageGuestFix)
+		err := fmt.Errorf("%w in %s: %s", ErrNoGuestChanged, strings.Join(cfgs, ", "), describeSkipped(res.Configs))
+		for _, c := range res.Configs {
+			if c.Status == StatusImageGuest {
+				return res, errors.Join(err, ErrImageGuestUnsupported)
+			}
+		}
+		return res, err
 	}
 	return res, nil
 }
@@ -285,21 +360,31 @@ func (n *NodeInstaller) globs() []string {
 }
 
 func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult, error) {
-	content, err := os.ReadFile(n.onHost(cfg))
+	original, err := os.ReadFile(n.onHost(cfg))
 	if err != nil {
 		return nil, err
 	}
-	assets, err := guestAssets(content)
+	assets, err := guestAssets(original)
 	if err != nil {
 		return nil, err
 	}
+	// All sections' edits go into one new content; the backup is the file
+	// as it was before any of them (written once, below).
+	content := original
 	var out []ConfigResult
 	for _, a := range assets {
 		cr := ConfigResult{Config: cfg, Hypervisor: a.Hypervisor}
+		if a.remote() || (a.Initrd == "" && a.Image == "") {
+			continue // peer-pods: no local guest asset
+		}
+		if a.Confidential && !n.AllowTEEInitrd {
+			cr.Status = StatusTEEGuest
+			cr.Reason = fmt.Sprintf("[hypervisor.%s] is a TEE guest: %s", a.Hypervisor, teeGuestReason)
+			n.log().Warn("kata policy not installed for TEE guest: the initrd is measured; use initdata", "config", cfg, "hypervisor", a.Hypervisor)
+			out = append(out, cr)
+			continue
+		}
 		if a.Initrd == "" {
-			if a.Image == "" {
-				continue // e.g. remote hypervisor (peer-pods): no local guest asset
-			}
 			cr.Status = StatusImageGuest
 			cr.Reason = fmt.Sprintf("[hypervisor.%s] boots image %s: %s", a.Hypervisor, a.Image, imageGuestFix)
 			n.log().Warn("kata policy not installed for image-based guest", "config", cfg, "hypervisor", a.Hypervisor, "image", a.Image)
@@ -315,9 +400,8 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 		cr.Backup = cfg + BackupSuffix
 
 		// Compute the edit first: nothing is written if it cannot be made.
-		var edited []byte
 		if !ours {
-			if edited, err = setInitrd(content, a.Hypervisor, a.Initrd, cr.Initrd); err != nil {
+			if content, err = setInitrd(content, a.Hypervisor, a.Initrd, cr.Initrd); err != nil {
 				return nil, err
 			}
 		}
@@ -325,24 +409,22 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 		if err != nil {
 			return nil, err
 		}
-		if !ours {
-			// Back up the configuration as it is now (after a Kata upgrade
-			// rewrote it, that is the new baseline), then edit one line.
-			if err := writeFileAtomic(n.onHost(cr.Backup), content, n.onHost(cfg)); err != nil {
-				return nil, fmt.Errorf("back up configuration: %w", err)
-			}
-			if err := writeFileAtomic(n.onHost(cfg), edited, n.onHost(cfg)); err != nil {
-				return nil, fmt.Errorf("write configuration: %w", err)
-			}
-			content = edited
-			changed = true
-		}
 		cr.Status = StatusUnchanged
-		if changed {
+		if changed || !ours {
 			cr.Status = StatusInstalled
 			n.log().Info("kata policy installed", "config", cfg, "hypervisor", a.Hypervisor, "initrd", cr.Initrd, "original", orig)
 		}
 		out = append(out, cr)
+	}
+	if !bytes.Equal(content, original) {
+		// Back up the configuration as it was (after a Kata upgrade
+		// rewrote it, that is the new baseline), then write the edits.
+		if err := writeFileAtomic(n.onHost(cfg+BackupSuffix), original, n.onHost(cfg)); err != nil {
+			return nil, fmt.Errorf("back up configuration: %w", err)
+		}
+		if err := writeFileAtomic(n.onHost(cfg), content, n.onHost(cfg)); err != nil {
+			return nil, fmt.Errorf("write configuration: %w", err)
+		}
 	}
 	return out, nil
 }

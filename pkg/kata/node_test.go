@@ -315,3 +315,140 @@ func TestInstallRefusesInvalidPolicy(t *testing.T) {
 		t.Error("configuration modified")
 	}
 }
+
+// twoInitrdConfig has two hypervisor sections booting initrds, as a
+// hand-merged configuration can: both are edited, the backup is the file
+// as it was before either edit.
+const twoInitrdConfig = `[hypervisor.clh]
+path = "/opt/kata/bin/cloud-hypervisor"
+kernel = "/opt/kata/share/kata-containers/vmlinux.container"
+initrd = "/opt/kata/share/kata-containers/kata-containers-initrd.img"
+
+[hypervisor.qemu]
+path = "/opt/kata/bin/qemu-system-x86_64"
+kernel = "/opt/kata/share/kata-containers/vmlinux.container"
+initrd = "/opt/kata/share/kata-containers/kata-containers-initrd.img"
+machine_type = "q35"
+
+[runtime]
+internetworking_model="tcfilter"
+`
+
+func TestBackupOnceWithTwoInitrdSections(t *testing.T) {
+	h := newHost(t, false)
+	h.write(t, h.cfg, []byte(twoInitrdConfig), 0o644)
+	n := &NodeInstaller{HostRoot: h.root}
+	res, err := n.Install(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Configs) != 2 || res.Configs[0].Status != StatusInstalled || res.Configs[1].Status != StatusInstalled {
+		t.Fatalf("Configs = %+v, want both sections installed", res.Configs)
+	}
+	if b := h.read(t, h.cfg+BackupSuffix); string(b) != twoInitrdConfig {
+		t.Fatalf("backup holds edited content:\n%s", b)
+	}
+	if got := strings.Count(string(h.read(t, h.cfg)), initrdMarker); got != 2 {
+		t.Errorf("%d initrd lines point at the policy initrd, want 2", got)
+	}
+	// Second run: the backup still holds the pre-install file.
+	if _, err := n.Install(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b := h.read(t, h.cfg+BackupSuffix); string(b) != twoInitrdConfig {
+		t.Fatal("second Install overwrote the backup")
+	}
+	if err := n.Uninstall(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b := h.read(t, h.cfg); string(b) != twoInitrdConfig {
+		t.Errorf("not restored:\n%s", b)
+	}
+}
+
+func TestPeerPodsWorkerIsNotKataNode(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []string{
+		"opt/kata/share/defaults/kata-containers/configuration-remote.toml",
+		"opt/kata/share/defaults/kata-containers/runtime-rs/configuration-remote.toml",
+	} {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
+		if err := os.WriteFile(filepath.Join(root, p), []byte(remoteConfig), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := &NodeInstaller{HostRoot: root}
+	if ok, cfg, err := n.Detect(); ok || err != nil {
+		t.Fatalf("Detect() on a peer-pods worker = %v, %q, %v; want false", ok, cfg, err)
+	}
+	res, err := n.Install(context.Background())
+	if !errors.Is(err, ErrNotKataNode) || !errors.Is(err, ErrPeerPodsOnly) {
+		t.Fatalf("Install err = %v, want ErrPeerPodsOnly (an ErrNotKataNode)", err)
+	}
+	if errors.Is(err, ErrImageGuestUnsupported) || errors.Is(err, ErrNoGuestChanged) || res.Label() != "" {
+		t.Fatalf("peer-pods worker reported as an image/TEE guest problem: %v, label %q", err, res.Label())
+	}
+	if !strings.Contains(err.Error(), "initdata") {
+		t.Errorf("err = %v, want it to point at initdata", err)
+	}
+}
+
+// tdxInitrdConfig is kata's configuration-qemu-nvidia-gpu-tdx shape: a TEE
+// guest booting an initrd.
+const tdxInitrdConfig = `[hypervisor.qemu]
+path = "/opt/kata/bin/qemu-system-x86_64"
+kernel = "/opt/kata/share/kata-containers/vmlinuz-confidential.container"
+initrd = "/opt/kata/share/kata-containers/kata-containers-initrd.img"
+machine_type = "q35"
+confidential_guest = true
+firmware = "/opt/kata/share/ovmf/OVMF.inteltdx.fd"
+
+[runtime]
+internetworking_model="tcfilter"
+`
+
+func TestTEEInitrdSkippedUnlessAllowed(t *testing.T) {
+	const tdx = "/opt/kata/share/defaults/kata-containers/configuration-qemu-tdx.toml"
+	h := newHost(t, false)
+	h.write(t, tdx, []byte(tdxInitrdConfig), 0o644)
+	res, err := (&NodeInstaller{HostRoot: h.root}).Install(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tee *ConfigResult
+	for i := range res.Configs {
+		if res.Configs[i].Config == tdx {
+			tee = &res.Configs[i]
+		}
+	}
+	if tee == nil || tee.Status != StatusTEEGuest || !strings.Contains(tee.Reason, "the initrd is measured; use initdata") {
+		t.Fatalf("TEE config result = %+v", tee)
+	}
+	if b := h.read(t, tdx); string(b) != tdxInitrdConfig {
+		t.Error("TEE configuration modified")
+	}
+	if _, err := os.Stat(h.on(tdx + BackupSuffix)); !errors.Is(err, os.ErrNotExist) {
+		t.Error("TEE configuration backed up although untouched")
+	}
+	if res.Label() != LabelValuePartial {
+		t.Errorf("Label() = %q, want partial (TEE guests do not boot the policy)", res.Label())
+	}
+
+	// Only the TEE configuration: nothing installed, error says why.
+	only := t.TempDir()
+	p := filepath.Join(only, tdx)
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, []byte(tdxInitrdConfig), 0o644)
+	if _, err := (&NodeInstaller{HostRoot: only}).Install(context.Background()); !errors.Is(err, ErrNoGuestChanged) || !strings.Contains(err.Error(), "measured") {
+		t.Fatalf("Install(TEE only) err = %v", err)
+	}
+
+	// Explicitly allowed: installed like any initrd.
+	res, err = (&NodeInstaller{HostRoot: h.root, AllowTEEInitrd: true}).Install(context.Background())
+	if err != nil || res.Label() != LabelValueRestrictive {
+		t.Fatalf("Install(AllowTEEInitrd) = %q, %v", res.Label(), err)
+	}
+	if !strings.Contains(string(h.read(t, tdx)), initrdMarker) {
+		t.Error("TEE configuration not pointed at the policy initrd with AllowTEEInitrd")
+	}
+}

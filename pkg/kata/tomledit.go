@@ -14,7 +14,14 @@ type guestAsset struct {
 	Hypervisor string // section name after "hypervisor."
 	Initrd     string // host path, "" when the guest boots a disk image
 	Image      string // host path of the rootfs image, if any
+	// Confidential is confidential_guest = true: a TEE guest (TDX, SNP,
+	// SE, CCA) whose boot assets are measured into its attestation.
+	Confidential bool
 }
+
+// remote reports a [hypervisor.remote] section (peer-pods): the guest runs
+// in a cloud VM the cloud-api-adaptor starts, with no local boot asset.
+func (a guestAsset) remote() bool { return a.Hypervisor == "remote" }
 
 // kataConfig is the part of a Kata configuration.toml this package reads.
 type kataConfig struct {
@@ -36,6 +43,9 @@ func guestAssets(content []byte) ([]guestAsset, error) {
 		}
 		if v, ok := sec["image"].(string); ok {
 			a.Image = v
+		}
+		if v, ok := sec["confidential_guest"].(bool); ok {
+			a.Confidential = v
 		}
 		out = append(out, a)
 	}
