@@ -337,6 +337,7 @@ func (a *Agent) installExtension(ctx context.Context, ext NodeExtension) {
 	}
 	a.desired.addMarks(marks)
 	a.mu.Unlock()
+	a.startWatch(ctx, ext)
 }
 
 // backoff doubles d up to max.
