@@ -38,7 +38,13 @@ func flush(t *testing.T, p *pod, backend string, fams []redirect.Family) {
 	t.Helper()
 	switch backend {
 	case redirect.BackendNFTables:
-		output(t, p.netns, "nft", "flush", "ruleset")
+		for _, f := range fams {
+			table := "ip"
+			if f == redirect.IPv6 {
+				table = "ip6"
+			}
+			output(t, p.netns, "nft", "delete", "table", table, redirect.NFTTableName)
+		}
 	default:
 		variant := strings.TrimPrefix(backend, "iptables-")
 		for _, f := range fams {
@@ -123,10 +129,22 @@ func TestChainPerBackend(t *testing.T) {
 					if got, err := p.topo.Dial(appUID, dns); err != nil || got != "direct "+dns.String() {
 						t.Fatalf("%s DNS/TCP to resolver %s: %q, %v; want direct", f, dns, got, err)
 					}
-					// Any other UDP is dropped.
+					// Any other UDP is dropped by the netfilter DROP, which
+					// the sender sees as EPERM (a timeout would be something else).
 					other := netip.AddrPortFrom(gw, otherUDPPort)
 					if got, err := p.topo.SendUDP(appUID, other); err == nil {
 						t.Fatalf("%s UDP to %s passed (%q); want dropped", f, other, got)
+					} else if !strings.Contains(err.Error(), "operation not permitted") {
+						t.Fatalf("%s UDP to %s: %v; want EPERM from the netfilter DROP", f, other, err)
+					}
+				}
+
+				// Both families are programmed whatever prevResult's IPs:
+				// IPv6 is enabled in the pod's netns, so even a v4-only pod
+				// can send from its fe80:: link-local address.
+				for _, f := range []redirect.Family{redirect.IPv4, redirect.IPv6} {
+					if !hasRules(t, p, backend, f) {
+						t.Fatalf("%s pod: no %s rules of %s in its netns after ADD", fc.name, f, backend)
 					}
 				}
 
@@ -151,7 +169,10 @@ func TestChainPerBackend(t *testing.T) {
 				if err := e.check(l, p); err != nil {
 					t.Fatalf("CHECK after ADD: %v", err)
 				}
-				flush(t, p, backend, fc.fams)
+				// Flush the family the pod's addresses do NOT use (and both
+				// for dual-stack): CHECK must notice either way.
+				flushFams := map[string][]redirect.Family{"ipv4": {redirect.IPv6}, "ipv6": {redirect.IPv4}, "dual": fc.fams}[fc.name]
+				flush(t, p, backend, flushFams)
 				err = e.check(l, p)
 				if err == nil || !strings.Contains(err.Error(), "no longer match") {
 					t.Fatalf("CHECK after flush = %v; want failure", err)
@@ -197,6 +218,24 @@ func TestChainPerBackend(t *testing.T) {
 			})
 		}
 	}
+}
+
+// hasRules reports whether the backend's rules of family f are in the pod's
+// netns, read back with the backend's own tool.
+func hasRules(t *testing.T, p *pod, backend string, f redirect.Family) bool {
+	t.Helper()
+	if backend == redirect.BackendNFTables {
+		table := "ip"
+		if f == redirect.IPv6 {
+			table = "ip6"
+		}
+		return strings.Contains(output(t, p.netns, "nft", "list", "tables"), "table "+table+" "+redirect.NFTTableName)
+	}
+	bin := "iptables-" + strings.TrimPrefix(backend, "iptables-") + "-save"
+	if f == redirect.IPv6 {
+		bin = "ip6" + strings.TrimPrefix(bin, "ip")
+	}
+	return strings.Contains(output(t, p.netns, bin), redirect.ChainRedirect)
 }
 
 // noRules asserts that nothing of ours is in the pod's netns.

@@ -91,6 +91,9 @@ func (c Conf) MarshalJSON() ([]byte, error) {
 // validated (cooperative mode needs its acknowledgement). prevResult, when
 // present, is parsed into PrevResult.
 func ParseConfig(stdin []byte) (*Conf, error) {
+	if string(bytes.TrimSpace(stdin)) == "null" {
+		return nil, types.NewError(types.ErrDecodingFailure, "authbridge-cni config: got JSON null", "the plugin's stdin must be one JSON object (the conflist entry plus the runtime's keys)")
+	}
 	if err := checkKeyCase(stdin); err != nil {
 		return nil, err
 	}
@@ -102,6 +105,9 @@ func ParseConfig(stdin []byte) (*Conf, error) {
 	}
 	if dec.More() {
 		return nil, types.NewError(types.ErrDecodingFailure, "authbridge-cni config: trailing data after the JSON object", "the plugin's stdin must be exactly one JSON object")
+	}
+	if c.Name == "" {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni config field name: not set", "the CNI spec requires the network's name; the runtime copies it from the conflist's \"name\"")
 	}
 	if c.Type != "" && c.Type != PluginType {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field type: %q", c.Type), fmt.Sprintf("the plugin's conflist entry must have type %q", PluginType))
@@ -120,11 +126,68 @@ func ParseConfig(stdin []byte) (*Conf, error) {
 	if c.Kubeconfig != "" && !filepath.IsAbs(c.Kubeconfig) {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field kubeconfig: %q is not an absolute path", c.Kubeconfig), "use the absolute host path of the kubeconfig the node agent writes")
 	}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(stdin, &raw) == nil {
+		if err := config.RefuseExplicitZeros(raw); err != nil {
+			return nil, types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni config: "+err.Error(), "fix the authbridge node agent config; the agent rewrites this conflist entry")
+		}
+	}
 	c.Policy = c.Policy.WithDefaults()
 	if err := c.Policy.Validate(); err != nil {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni config: "+err.Error(), "fix the authbridge node agent config; the agent rewrites this conflist entry")
 	}
 	return &c, nil
+}
+
+// teardownConf is what DEL and GC need of the entry; nothing else is read.
+type teardownConf struct {
+	CNIVersion        string               `json:"cniVersion,omitempty"`
+	Name              string               `json:"name,omitempty"`
+	Type              string               `json:"type,omitempty"`
+	LogFile           string               `json:"logFile,omitempty"`
+	StateDir          string               `json:"stateDir,omitempty"`
+	ValidAttachments  []types.GCAttachment `json:"cni.dev/valid-attachments,omitempty"`
+	LegacyAttachments []types.GCAttachment `json:"cni.dev/attachments,omitempty"`
+}
+
+// ParseConfigLenient parses the config for DEL and GC. A conflist entry
+// written by another agent version may carry keys or values this binary
+// refuses; failing the DEL would leave pods stuck Terminating. So only what
+// teardown reads (cniVersion, name, type, logFile, stateDir, the GC
+// attachment lists) must be well-formed: malformed JSON or a non-object is
+// an error (the runtime retries), while whatever the strict ParseConfig
+// would refuse otherwise is returned as warn for a WARN log. The returned
+// Conf carries the default policy.
+func ParseConfigLenient(stdin []byte) (conf *Conf, warn error, err error) {
+	trimmed := bytes.TrimSpace(stdin)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, nil, types.NewError(types.ErrDecodingFailure, "authbridge-cni config: not a JSON object", "the plugin's stdin must be one JSON object (the conflist entry plus the runtime's keys)")
+	}
+	var t teardownConf
+	dec := json.NewDecoder(bytes.NewReader(stdin))
+	if err := dec.Decode(&t); err != nil {
+		return nil, nil, decodeError(err)
+	}
+	if dec.More() {
+		return nil, nil, types.NewError(types.ErrDecodingFailure, "authbridge-cni config: trailing data after the JSON object", "the plugin's stdin must be exactly one JSON object")
+	}
+	if t.LogFile == "" {
+		t.LogFile = DefaultLogFile
+	}
+	if t.StateDir == "" {
+		t.StateDir = DefaultStateDir
+	}
+	for name, p := range map[string]string{"logFile": t.LogFile, "stateDir": t.StateDir} {
+		if !filepath.IsAbs(p) {
+			return nil, nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field %s: %q is not an absolute path", name, p), "use an absolute host path")
+		}
+	}
+	c := &Conf{LogFile: t.LogFile, StateDir: t.StateDir, LegacyAttachments: t.LegacyAttachments, Policy: config.Policy{}.WithDefaults()}
+	c.CNIVersion, c.Name, c.Type, c.ValidAttachments = t.CNIVersion, t.Name, t.Type, t.ValidAttachments
+	if _, serr := ParseConfig(stdin); serr != nil {
+		warn = serr
+	}
+	return c, warn, nil
 }
 
 // decodeError names the offending field where encoding/json tells it.

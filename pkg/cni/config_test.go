@@ -51,6 +51,23 @@ func TestParseConfigErrors(t *testing.T) {
 		{`{` + base + `,"excludeOutboundCIDRs":["10.0.0.0"]}`, types.ErrInvalidNetworkConfig, []string{"field excludeOutboundCIDRs"}},
 		{`{"cniVersion":"1.1.0","name":"n","type":"bridge"}`, types.ErrInvalidNetworkConfig, []string{"field type", `"authbridge-cni"`}},
 		{`{` + base + `} {}`, types.ErrDecodingFailure, []string{"trailing data"}},
+		// CNI requires a network name; null is not a config.
+		{`null`, types.ErrDecodingFailure, []string{"null", "one JSON object"}},
+		{` null `, types.ErrDecodingFailure, []string{"null"}},
+		{`{"cniVersion":"1.1.0","type":"authbridge-cni"}`, types.ErrInvalidNetworkConfig, []string{"field name", "not set"}},
+		{`{"cniVersion":"1.1.0","name":"","type":"authbridge-cni"}`, types.ErrInvalidNetworkConfig, []string{"field name"}},
+		// Explicit zeros are refused, not replaced by the defaults.
+		{`{` + base + `,"proxyUID":0}`, types.ErrInvalidNetworkConfig, []string{"field proxyUID", "root", "remove the key"}},
+		{`{` + base + `,"proxyUID":null}`, types.ErrInvalidNetworkConfig, []string{"field proxyUID"}},
+		{`{` + base + `,"outboundPort":0}`, types.ErrInvalidNetworkConfig, []string{"field outboundPort", "8082"}},
+		{`{` + base + `,"inboundPort":0}`, types.ErrInvalidNetworkConfig, []string{"field inboundPort", "8083"}},
+		{`{` + base + `,"mark":0}`, types.ErrInvalidNetworkConfig, []string{"field mark", "0x539"}},
+		{`{` + base + `,"markMask":0}`, types.ErrInvalidNetworkConfig, []string{"field markMask", "0xfff"}},
+		{`{` + base + `,"clusterDNS":["fe80::1%eth0"]}`, types.ErrInvalidNetworkConfig, []string{"field clusterDNS", "zone"}},
+		{`{` + base + `,"excludeOutboundCIDRs":["0.0.0.0/0"]}`, types.ErrInvalidNetworkConfig, []string{"field excludeOutboundCIDRs", "turn enforcement off for every pod", "allowCooperative/auto"}},
+		{`{` + base + `,"excludeOutboundCIDRs":["::/0"]}`, types.ErrInvalidNetworkConfig, []string{"field excludeOutboundCIDRs", "::/0"}},
+		{`{` + base + `,"allowedPodNameservers":["8.8.8.8"]}`, types.ErrInvalidNetworkConfig, []string{"field allowedPodNameservers"}},
+		{`{` + base + `,"probeInterval":"5m"}`, types.ErrInvalidNetworkConfig, []string{`unknown field "probeInterval"`}},
 	}
 	for _, tc := range tests {
 		_, err := ParseConfig([]byte(tc.in))
@@ -112,6 +129,36 @@ func TestConfMarshalRoundTrip(t *testing.T) {
 	want.Policy = c.Policy.WithDefaults()
 	if !reflect.DeepEqual(back.Policy, want.Policy) || back.Kubeconfig != c.Kubeconfig || back.StateDir != c.StateDir {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", back, want)
+	}
+}
+
+// TestParseConfigLenient: DEL/GC read only what teardown needs; anything the
+// strict parse refuses is a warning, malformed input is still an error.
+func TestParseConfigLenient(t *testing.T) {
+	skew := `{"cniVersion":"1.1.0","name":"n","type":"authbridge-cni","stateDir":"/run/ab","futureKey":{"x":1},"proxyUID":0,"backends":"nftables",
+		"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}]}`
+	c, warn, err := ParseConfigLenient([]byte(skew))
+	if err != nil {
+		t.Fatalf("lenient parse of a skewed entry: %v", err)
+	}
+	if warn == nil || !strings.Contains(warn.Error(), "futureKey") {
+		t.Fatalf("warning = %v; want the strict parse's refusal naming futureKey", warn)
+	}
+	if c.StateDir != "/run/ab" || c.LogFile != DefaultLogFile || len(c.ValidAttachments) != 1 || c.Name != "n" {
+		t.Fatalf("teardown fields lost: %+v", c)
+	}
+	if _, err := ParseConfig([]byte(skew)); err == nil {
+		t.Fatal("the strict parse accepted the skewed entry")
+	}
+	if _, warn, err := ParseConfigLenient([]byte(`{"cniVersion":"1.1.0","name":"n","type":"authbridge-cni"}`)); err != nil || warn != nil {
+		t.Fatalf("clean entry: warn %v, err %v", warn, err)
+	}
+	for _, bad := range []string{`{"name":`, `null`, ``, `[]`, `{"stateDir":"run"}`, `{"stateDir":5}`, `{"name":"n"} {}`} {
+		if _, _, err := ParseConfigLenient([]byte(bad)); err == nil {
+			t.Errorf("ParseConfigLenient(%q) accepted", bad)
+		} else if _, ok := err.(*types.Error); !ok {
+			t.Errorf("ParseConfigLenient(%q) error is %T, want *types.Error", bad, err)
+		}
 	}
 }
 
@@ -181,6 +228,9 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if err := c.Policy.Validate(); err != nil {
 			t.Fatalf("accepted an invalid policy: %v", err)
+		}
+		if c.Name == "" {
+			t.Fatal("accepted a config without name")
 		}
 		if !filepath.IsAbs(c.LogFile) || !filepath.IsAbs(c.StateDir) {
 			t.Fatalf("accepted relative paths: %q %q", c.LogFile, c.StateDir)

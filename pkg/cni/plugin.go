@@ -14,16 +14,22 @@
 // unreachable server fails the ADD, never a silent "none") and
 // podinfo.Decide picks the mode. enforce-redirect reads the node state the
 // agent wrote (stateDir/node-state.json), takes the working backends in the
-// policy's order, derives the families from prevResult's IPs and the
-// resolvers from the pod's dnsPolicy, enters the netns and applies then
-// verifies the rules with the first backend that works (trying the next on
-// failure). Any failure removes what was applied and fails the ADD: the pod
-// gets no network without enforcement (fail closed). What was applied is
-// recorded in stateDir/containers/<containerID>.json.
+// policy's order, programs IPv4 and, unless IPv6 is disabled in the pod's
+// netns, IPv6 too (whatever prevResult's IPs are: a v4-only pod still has an
+// fe80:: link-local address), derives the resolvers from the pod's
+// dnsPolicy (a pod-named nameserver must be allowed by the admin), enters
+// the netns and applies then verifies the rules with the first backend that
+// works (trying the next on failure). Any failure removes what was applied
+// and fails the ADD: the pod gets no network without enforcement (fail
+// closed). What was applied is recorded in stateDir/containers/<containerID>.json.
 //
 // CHECK verifies the recorded rules in the netns (fails when flushed or
 // changed). DEL removes the rules (best effort, the netns may be gone) and
-// the record; it never needs the API server. STATUS fails with code 50
+// the record; it never needs the API server. DEL and GC parse the config
+// leniently (ParseConfigLenient: unknown keys and invalid policy values are
+// logged at WARN, not errors) so a conflist entry written by a newer or older
+// agent never leaves pods stuck Terminating; malformed JSON is still an
+// error (the runtime retries). STATUS fails with code 50
 // (ErrPluginNotAvailable) when the node state is missing or no backend
 // works. GC removes records of containers not in cni.dev/valid-attachments.
 //
@@ -154,12 +160,22 @@ func openLog(conf *Conf) (*slog.Logger, func()) {
 // begin parses the config and opens the log for one invocation.
 func begin(op string, args *skel.CmdArgs) (*Conf, *slog.Logger, func(), *record, error) {
 	r := &record{op: op, container: args.ContainerID, start: time.Now()}
-	conf, err := ParseConfig(args.StdinData)
+	var conf *Conf
+	var warn, err error
+	if op == "DEL" || op == "GC" {
+		// Teardown must not depend on the entry matching this binary.
+		conf, warn, err = ParseConfigLenient(args.StdinData)
+	} else {
+		conf, err = ParseConfig(args.StdinData)
+	}
 	log, closeLog := openLog(conf)
 	if err != nil {
 		r.err = err
 		log.Error("authbridge-cni "+op+" failed", "op", op, "container", args.ContainerID, "error", err.Error())
 		return nil, log, closeLog, r, err
+	}
+	if warn != nil {
+		log.Warn("authbridge-cni "+op+": the config would be refused by ADD; tearing down anyway", "op", op, "container", args.ContainerID, "error", warn.Error())
 	}
 	return conf, log, closeLog, r, nil
 }
@@ -242,6 +258,10 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	families, err := familiesOf(conf.PrevResult)
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: %w", r.namespace, r.pod, err)
+	}
+	families, err = withNetnsFamilies(args.Netns, families)
 	if err != nil {
 		return fmt.Errorf("pod %s/%s: %w", r.namespace, r.pod, err)
 	}
@@ -333,6 +353,31 @@ func familiesOf(prev types.Result) ([]redirect.Family, error) {
 		return nil, errors.New("prevResult has no container IP address, so the families to program (IPv4/IPv6) are unknown; put authbridge-cni after the plugin that assigns the pod's IPs")
 	}
 	return fams, nil
+}
+
+// withNetnsFamilies widens the families from prevResult to what the netns
+// can actually send: an IPv4-only pod still has IPv6 (at least an fe80::
+// link-local address) unless IPv6 is disabled in its netns, so both families
+// are programmed then; IPv4 alone only when IPv6 is off in the netns.
+func withNetnsFamilies(netnsPath string, fromPrev []redirect.Family) ([]redirect.Family, error) {
+	var v6 bool
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		var err error
+		v6, err = ipv6EnabledHere()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find out whether IPv6 is enabled in network namespace %s: %w", netnsPath, err)
+	}
+	for _, f := range fromPrev {
+		if f == redirect.IPv6 {
+			v6 = true // addresses the primary plugin assigned are in use whatever the sysctl says
+		}
+	}
+	if v6 {
+		return []redirect.Family{redirect.IPv4, redirect.IPv6}, nil
+	}
+	return []redirect.Family{redirect.IPv4}, nil
 }
 
 // Del implements CNI DEL: idempotent, no API server, succeeds when the netns

@@ -1,0 +1,140 @@
+package cni_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kagenti/authbridge-node/pkg/redirect"
+)
+
+// TestIPv6DisabledPodGetsIPv4Only: only when IPv6 is disabled in the pod's
+// netns does a v4-only pod get IPv4 rules alone (ip6 tables would be
+// pointless there); CHECK then verifies exactly that.
+func TestIPv6DisabledPodGetsIPv4Only(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	l := e.conflist("abnet", []redirect.Family{redirect.IPv4}, e.abConf(map[string]any{"backends": []string{redirect.BackendNFTables}}))
+	nsName := uniqueNS("nov6")
+	p := e.newPod(nsName, "agent", createPod(t, nsName, "agent", nil, true, nil))
+	err := p.netns.Do(func(ns.NetNS) error {
+		for _, k := range []string{"all", "default", "lo"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.add(l, p); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	t.Cleanup(func() { _ = e.del(l, p) })
+	if !hasRules(t, p, redirect.BackendNFTables, redirect.IPv4) || hasRules(t, p, redirect.BackendNFTables, redirect.IPv6) {
+		t.Fatalf("IPv6-disabled pod: want IPv4 rules only:\n%s", output(t, p.netns, "nft", "list", "tables"))
+	}
+	if err := e.check(l, p); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+}
+
+// TestPodNameservers: a nameserver the pod names itself gets direct DNS only
+// when the admin allowed it; otherwise the ADD fails closed, naming the
+// nameserver, the pod field and the fix.
+func TestPodNameservers(t *testing.T) {
+	fams := []redirect.Family{redirect.IPv4}
+	e := newEnv(t, envOpts{})
+	e.serveOutside()
+	foreign := func(p *corev1.Pod) {
+		p.Spec.DNSPolicy = corev1.DNSNone
+		p.Spec.DNSConfig = &corev1.PodDNSConfig{Nameservers: []string{"192.0.2.53"}}
+	}
+	nsName := uniqueNS("podns")
+
+	strict := e.conflist("abnet", fams, e.abConf(map[string]any{"backends": []string{redirect.BackendNFTables}}))
+	uid := createPod(t, nsName, "foreign", nil, true, foreign)
+	p := e.newPod(nsName, "foreign", uid)
+	err := e.add(strict, p)
+	t.Cleanup(func() { _ = e.del(strict, p) })
+	for _, want := range []string{"nameserver 192.0.2.53", "spec.dnsConfig.nameservers", "add it to allowedPodNameservers in the authbridge node agent config, or remove it"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("ADD with a foreign pod nameserver = %v; want a refusal mentioning %q", err, want)
+		}
+	}
+	noRules(t, p)
+
+	// Allowed by the admin: the pod starts and DNS/UDP to it is not dropped
+	// (nobody answers on 192.0.2.53, so the send succeeding is what counts;
+	// the same send to a non-resolver is EPERM).
+	allowed := e.conflist("abnet", fams, e.abConf(map[string]any{"backends": []string{redirect.BackendNFTables}, "allowedPodNameservers": []string{"192.0.2.0/24"}}))
+	p2 := e.newPod(nsName, "foreign", uid)
+	if err := e.add(allowed, p2); err != nil {
+		t.Fatalf("ADD with an allowed pod nameserver: %v", err)
+	}
+	t.Cleanup(func() { _ = e.del(allowed, p2) })
+	if !strings.Contains(output(t, p2.netns, "nft", "list", "ruleset"), "192.0.2.53") {
+		t.Fatalf("the allowed pod nameserver is not in the rules:\n%s", output(t, p2.netns, "nft", "list", "ruleset"))
+	}
+}
+
+// TestDelGCTolerateConfigSkew: a conflist entry this binary would refuse
+// (a key from a newer agent, a value an older agent allowed) must not block
+// DEL or GC, or pods would stay Terminating; the real binary logs a WARN and
+// tears down. Malformed JSON is still an error (see TestBadInputs).
+func TestDelGCTolerateConfigSkew(t *testing.T) {
+	fams := []redirect.Family{redirect.IPv4}
+	e := newEnv(t, envOpts{})
+	l := e.conflist("abnet", fams, e.abConf(map[string]any{"backends": []string{redirect.BackendNFTables}}))
+	skewed := e.conflist("abnet", fams, e.abConf(map[string]any{"backends": []string{redirect.BackendNFTables},
+		"futureKey": map[string]any{"x": 1}, "excludeOutboundCIDRs": []string{"0.0.0.0/0"}}))
+	nsName := uniqueNS("skew")
+	uid := createPod(t, nsName, "agent", nil, true, nil)
+	p := e.newPod(nsName, "agent", uid)
+	if err := e.add(l, p); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	// ADD and CHECK stay strict.
+	if err := e.check(skewed, p); err == nil || !strings.Contains(err.Error(), `unknown field "futureKey"`) {
+		t.Fatalf("CHECK with a skewed entry = %v; want the strict refusal", err)
+	}
+	if err := e.del(skewed, p); err != nil {
+		t.Fatalf("DEL with a skewed entry: %v", err)
+	}
+	noRules(t, p)
+	if _, err := os.Stat(e.containerStatePath(p)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("container state after DEL: %v", err)
+	}
+	warned := false
+	for _, ln := range e.logLines() {
+		if ln["level"] == "WARN" && ln["op"] == "DEL" && strings.Contains(ln["error"].(string), "futureKey") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Fatalf("no WARN line naming futureKey for the DEL in %s", e.logFile)
+	}
+
+	// GC with the skewed entry still removes stale records.
+	p2 := e.newPod(nsName, "agent", uid)
+	other := libcni.NewCNIConfigWithCacheDir([]string{binDir}, t.TempDir(), nil)
+	if _, err := e.inHost(func() (any, error) { return other.AddNetworkList(context.Background(), l, p2.rt) }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.inHost(func() (any, error) {
+		return nil, e.cni.GCNetworkList(context.Background(), skewed, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{}})
+	})
+	if err != nil {
+		t.Fatalf("GC with a skewed entry: %v", err)
+	}
+	if _, err := os.Stat(e.containerStatePath(p2)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("GC with a skewed entry kept a stale record: %v", err)
+	}
+}
