@@ -42,6 +42,13 @@ var (
 	PeerAltV6 = netip.MustParseAddr("fd99::3")
 )
 
+// Link-local addresses set on the veth by NewTopologyV4Only (with nodad, next
+// to the ones the kernel generates) so tests can address the neighbour.
+var (
+	PodLinkLocal  = netip.MustParseAddr("fe80::2").WithZone("eth0")
+	PeerLinkLocal = netip.MustParseAddr("fe80::1").WithZone("eth0")
+)
+
 // Topology is a pod netns and a peer netns joined by veth "eth0"/"peer0".
 type Topology struct {
 	Pod, Peer ns.NetNS
@@ -52,6 +59,22 @@ type Topology struct {
 // lo up, and IPv4+IPv6 addresses on both ends (IPv6 with nodad, so they are
 // usable at once). Cleanup is registered on t.
 func NewTopology(t testing.TB) *Topology {
+	t.Helper()
+	return newTopology(t, []netip.Addr{PodV4, PodV6}, []netip.Addr{PeerV4, PeerV6, PeerAltV4, PeerAltV6})
+}
+
+// NewTopologyV4Only is like NewTopology for an IPv4-only pod: IPv4 addresses
+// only, IPv6 left enabled as the kernel does by default, so the veth ends
+// have link-local IPv6 addresses (the fixed PodLinkLocal/PeerLinkLocal and
+// the kernel's own) and nothing else.
+func NewTopologyV4Only(t testing.TB) *Topology {
+	t.Helper()
+	return newTopology(t,
+		[]netip.Addr{PodV4, PodLinkLocal.WithZone("")},
+		[]netip.Addr{PeerV4, PeerAltV4, PeerLinkLocal.WithZone("")})
+}
+
+func newTopology(t testing.TB, podAddrs, peerAddrs []netip.Addr) *Topology {
 	t.Helper()
 	pod, err := ns.TempNetNS()
 	if err != nil {
@@ -69,13 +92,13 @@ func NewTopology(t testing.TB) *Topology {
 		if err := netlink.LinkAdd(v); err != nil {
 			return fmt.Errorf("add veth: %w", err)
 		}
-		return setupLink("eth0", PodV4, PodV6)
+		return setupLink("eth0", podAddrs...)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = peer.Do(func(ns.NetNS) error {
-		return setupLink("peer0", PeerV4, PeerV6, PeerAltV4, PeerAltV6)
+		return setupLink("peer0", peerAddrs...)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -217,17 +240,43 @@ func (tp *Topology) ServePeer(t testing.TB, tcpPort uint16, udpPorts ...uint16) 
 		for _, a := range []netip.Addr{PeerV4, PeerAltV4, PeerV6, PeerAltV6} {
 			local := netip.AddrPortFrom(a, up).String()
 			pc := listenIn(t, tp.Peer, "udp", local).(net.PacketConn)
-			go func() {
-				buf := make([]byte, 512)
-				for {
-					_, from, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					_, _ = pc.WriteTo([]byte("udp "+local), from)
-				}
-			}()
+			go echoUDP(pc, "udp "+local)
 		}
+	}
+}
+
+// ServePeerUDP starts a UDP echo server in the peer netns on addr (a zone
+// names the peer's interface, e.g. for a link-local address); answers are
+// "udp <addr>".
+func (tp *Topology) ServePeerUDP(t testing.TB, addr netip.AddrPort) {
+	t.Helper()
+	pc := listenIn(t, tp.Peer, "udp", addr.String()).(net.PacketConn)
+	go echoUDP(pc, "udp "+addr.String())
+}
+
+// ServePodLoopback starts a plain server in the pod netns on 127.0.0.1:port
+// and [::1]:port; lines: "direct <local address>".
+func (tp *Topology) ServePodLoopback(t testing.TB, port uint16) {
+	t.Helper()
+	p := strconv.Itoa(int(port))
+	for _, a := range []string{"127.0.0.1:" + p, "[::1]:" + p} {
+		nw := "tcp4"
+		if strings.HasPrefix(a, "[") {
+			nw = "tcp6"
+		}
+		l := listenIn(t, tp.Pod, nw, a).(net.Listener)
+		go serveTCP(l, func(c *net.TCPConn) string { return "direct " + c.LocalAddr().String() })
+	}
+}
+
+func echoUDP(pc net.PacketConn, answer string) {
+	buf := make([]byte, 512)
+	for {
+		_, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_, _ = pc.WriteTo([]byte(answer), from)
 	}
 }
 
@@ -260,8 +309,12 @@ func HelperMain() {
 	switch mode {
 	case "tcp":
 		out, err = tcpClient(addr)
+	case "tcpmark":
+		out, err = tcpMarkClient(addr, redirect.DefaultMark)
 	case "udp":
 		out, err = udpClient(addr)
+	case "ping":
+		out, err = pingClient(addr)
 	default:
 		err = fmt.Errorf("unknown helper mode %q", mode)
 	}
@@ -289,6 +342,91 @@ func tcpClient(addr string) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
+// tcpMarkClient is tcpClient with SO_MARK set on the socket before connect,
+// the way the proxy marks the connections it makes itself.
+func tcpMarkClient(addr string, mark uint32) (string, error) {
+	d := net.Dialer{Timeout: clientTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("setsockopt SO_MARK %#x: %w", mark, serr)
+		}
+		return nil
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(clientTimeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("read from %s: %w", addr, err)
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// pingClient sends one ICMP (or ICMPv6) echo request to addr (an IP address)
+// from a raw socket and waits a second for the reply: "pong <addr>". The
+// DROP in AB_NOTCP shows up as EPERM from the send.
+func pingClient(addr string) (string, error) {
+	dst, err := netip.ParseAddr(addr)
+	if err != nil {
+		return "", err
+	}
+	network, echo, reply := "ip4:icmp", byte(8), byte(0)
+	if dst.Is6() {
+		network, echo, reply = "ip6:ipv6-icmp", 128, 129
+	}
+	c, err := net.ListenPacket(network, "")
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	id := uint16(os.Getpid())
+	msg := []byte{echo, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'a', 'b', 'n'}
+	if dst.Is4() { // the kernel fills in the ICMPv6 checksum, not ICMP's
+		var sum uint32
+		for i := 0; i < len(msg); i += 2 {
+			w := uint32(msg[i]) << 8
+			if i+1 < len(msg) {
+				w |= uint32(msg[i+1])
+			}
+			sum += w
+		}
+		for sum > 0xffff {
+			sum = sum>>16 + sum&0xffff
+		}
+		msg[2], msg[3] = byte(^sum>>8), byte(^sum)
+	}
+	to := &net.IPAddr{IP: dst.AsSlice(), Zone: dst.Zone()}
+	buf := make([]byte, 1500)
+	// Three tries a second apart: right after the veth comes up the first
+	// request can be lost while the link-local address is still tentative.
+	var lastErr error
+	for try := 0; try < 3; try++ {
+		if _, err := c.WriteTo(msg, to); err != nil {
+			return "", fmt.Errorf("send echo request to %s: %w", addr, err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				lastErr = err
+				break
+			}
+			if n >= 8 && buf[0] == reply && buf[4] == byte(id>>8) && buf[5] == byte(id) {
+				return "pong " + from.String(), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no echo reply from %s: %w", addr, lastErr)
+}
+
 func udpClient(addr string) (string, error) {
 	c, err := net.Dial("udp", addr)
 	if err != nil {
@@ -312,6 +450,19 @@ func udpClient(addr string) (string, error) {
 // "direct <addr>").
 func (tp *Topology) Dial(uid uint32, addr netip.AddrPort) (string, error) {
 	return RunHelper(tp.Pod, uid, "tcp", addr.String())
+}
+
+// DialMarked is Dial with SO_MARK redirect.DefaultMark (0x539) set on the
+// client socket before connect, as the proxy does.
+func (tp *Topology) DialMarked(uid uint32, addr netip.AddrPort) (string, error) {
+	return RunHelper(tp.Pod, uid, "tcpmark", addr.String())
+}
+
+// Ping sends one ICMP/ICMPv6 echo request from the pod netns (as root, raw
+// socket) to addr and returns "pong <addr>" or an error (EPERM when the rules
+// drop it).
+func (tp *Topology) Ping(addr netip.Addr) (string, error) {
+	return RunHelper(tp.Pod, 0, "ping", addr.String())
 }
 
 // SendUDP sends one datagram from the pod netns as uid and returns the
