@@ -39,10 +39,14 @@ func TestRender(t *testing.T) {
 		wantKinds   []string
 		cniBin      string
 		hostConfDir string
+		// kubeletArg is the explicit --kubelet-config ("" = the agent
+		// searches the known paths under the host root).
+		kubeletArg string
 	}{
-		{".", []string{"Namespace/authbridge-system", "ServiceAccount/authbridge-node", "ClusterRole/authbridge-node", "ClusterRoleBinding/authbridge-node", "ConfigMap/authbridge-node-config", "DaemonSet/authbridge-node"}, "/host/opt/cni/bin", "/etc/cni/net.d"},
-		{"base", nil, "/host/opt/cni/bin", "/etc/cni/net.d"},
-		{"overlays/openshift", []string{"SecurityContextConstraints/authbridge-node"}, "/host/var/lib/cni/bin", "/etc/kubernetes/cni/net.d"},
+		{".", []string{"Namespace/authbridge-system", "ServiceAccount/authbridge-node", "ClusterRole/authbridge-node", "ClusterRoleBinding/authbridge-node", "ConfigMap/authbridge-node-config", "DaemonSet/authbridge-node"}, "/host/opt/cni/bin", "/etc/cni/net.d", ""},
+		{"base", nil, "/host/opt/cni/bin", "/etc/cni/net.d", ""},
+		// RHCOS keeps the KubeletConfiguration in /etc/kubernetes/kubelet.conf.
+		{"overlays/openshift", []string{"SecurityContextConstraints/authbridge-node"}, "/host/var/lib/cni/bin", "/etc/kubernetes/cni/net.d", "/host/etc/kubernetes/kubelet.conf"},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			objs := render(t, tc.dir)
@@ -89,6 +93,15 @@ func TestRender(t *testing.T) {
 			}
 			if mounts["/host"] == "" || mounts["/var/run/authbridge"] == "" || mounts["/etc/authbridge"] == "" {
 				t.Errorf("mounts: %v", mounts)
+			}
+			kubeletArg := ""
+			for _, a := range c.Args {
+				if v, ok := strings.CutPrefix(a, "--kubelet-config="); ok {
+					kubeletArg = v
+				}
+			}
+			if kubeletArg != tc.kubeletArg || c.Args[0] != "run" {
+				t.Errorf("args %v: --kubelet-config %q, want %q", c.Args, kubeletArg, tc.kubeletArg)
 			}
 		})
 	}

@@ -28,10 +28,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kagenti/authbridge-node/pkg/capability"
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/metrics"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
+	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
 // Node labels and annotations the agent owns.
@@ -54,8 +56,9 @@ const (
 	EventComponent = "authbridge-node-agent"
 )
 
-// ProbeFunc probes the named backends (capability.Probe in production).
-type ProbeFunc func(ctx context.Context, backends []string) []nodestate.BackendResult
+// ProbeFunc probes the named backends for the given IP families; a backend
+// works only if it works for every family (capability.Probe in production).
+type ProbeFunc func(ctx context.Context, backends []string, families []redirect.Family) []nodestate.BackendResult
 
 // Installer puts the plugin on the node and keeps it there.
 type Installer interface {
@@ -95,10 +98,27 @@ type Options struct {
 	// Registry serves /metrics; a new one when nil.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
-	// KubeletConfigPath is the host's kubelet config (clusterDNS).
+	// HostRoot is where the host's / is mounted: the kubelet config is
+	// searched there (KubeletConfigCandidates) unless KubeletConfigPath is
+	// set, and the kubelet's resolvConf is read there.
+	HostRoot string
+	// KubeletConfigPath is the host's kubelet config (clusterDNS,
+	// resolvConf) in the agent's view; "" searches under HostRoot.
 	KubeletConfigPath string
-	// ResolvConfPath is the host's /etc/resolv.conf (node resolvers).
+	// ResolvConfPath overrides the node resolv.conf; "" reads the
+	// kubelet's resolvConf under HostRoot, falling back to etc/resolv.conf.
 	ResolvConfPath string
+	// IPv6DisabledPath is the host's disable_ipv6 sysctl file
+	// (DefaultIPv6DisabledPath in production); "" probes IPv4 only.
+	IPv6DisabledPath string
+	// Getenv reads the environment (default os.Getenv).
+	Getenv func(string) string
+	// PodCheckInterval is how often the pods-per-mode gauge and the pods
+	// without rules are recomputed (default 30s).
+	PodCheckInterval time.Duration
+	// PodsWithoutRulesGrace is how old a pod's sandbox must be before a
+	// missing plugin state file counts as "no rules" (default 60s).
+	PodsWithoutRulesGrace time.Duration
 	// Listener for the health server; Config.MetricsAddr when nil.
 	Listener net.Listener
 	// APIRetryMax caps the backoff between failed API calls (default 30s).
@@ -116,7 +136,7 @@ type Agent struct {
 
 	mu       sync.Mutex
 	desired  *nodeDesired // labels/annotation to publish
-	readyAt  time.Time
+	ready    bool
 	reported map[string]bool // pod UIDs already reported without rules
 
 	nodeKick   chan struct{}
@@ -143,6 +163,15 @@ func New(o Options) (*Agent, error) {
 	if o.APIRetryMax <= 0 {
 		o.APIRetryMax = 30 * time.Second
 	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	if o.PodCheckInterval <= 0 {
+		o.PodCheckInterval = 30 * time.Second
+	}
+	if o.PodsWithoutRulesGrace <= 0 {
+		o.PodsWithoutRulesGrace = 60 * time.Second
+	}
 	a := &Agent{
 		o:          o,
 		cfg:        o.Config,
@@ -158,6 +187,13 @@ func New(o Options) (*Agent, error) {
 	w := a.cfg.Weakenings()
 	for _, s := range w {
 		a.log.Warn("configuration weakens egress enforcement", "setting", s, "see", config.SecurityModelDoc)
+	}
+	// The e2e test knob is honoured by the production probe: a backend it
+	// names is reported failed, which turns auto pods cooperative. Make it
+	// as visible as a config weakening.
+	if v := o.Getenv(capability.ForceFailEnv); v != "" {
+		a.log.Warn("test knob set: the probe reports these backends as failed without probing; never set it in production", "env", capability.ForceFailEnv, "value", v)
+		w = append(w, capability.ForceFailEnv)
 	}
 	a.metrics.SetWeakenings(w)
 	return a, nil
@@ -262,6 +298,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	ticker := time.NewTicker(a.cfg.ProbeInterval.Duration)
 	defer ticker.Stop()
+	podTicker := time.NewTicker(a.o.PodCheckInterval)
+	defer podTicker.Stop()
+	a.UpdatePodsGauge()
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
@@ -271,9 +310,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		case <-ticker.C:
 			a.ProbeOnce(ctx)
-			if ok, _ := a.Ready(); ok {
-				a.CheckPodsWithoutRules(ctx)
-			}
+		case <-podTicker.C:
+			a.UpdatePodsGauge()
+			a.CheckPodsWithoutRules(ctx)
 		}
 	}
 
@@ -291,7 +330,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 func (a *Agent) becameReady(ctx context.Context) {
 	a.mu.Lock()
-	a.readyAt = time.Now()
+	a.ready = true
 	a.mu.Unlock()
 	a.metrics.AgentReady.Set(1)
 	a.log.Info("node agent ready")

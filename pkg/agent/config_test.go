@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,4 +81,34 @@ func TestCooperativeAcknowledgedIsWarnedAndCounted(t *testing.T) {
 		t.Error("weakening reported for a setting that is not used")
 	}
 	_ = metrics.Key
+}
+
+// The e2e probe knob works in production builds, so when it is set the
+// agent says so at WARN and exports it as a weakening; unset, nothing.
+func TestProbeForceFailKnobIsAWeakening(t *testing.T) {
+	for _, val := range []string{"nftables", ""} {
+		cfg := testConfig(t)
+		h := newAgent(t, admin(t), "node-forcefail", cfg, func(o *Options) {
+			o.Getenv = func(k string) string {
+				if k == "AUTHBRIDGE_PROBE_FORCE_FAIL" {
+					return val
+				}
+				return ""
+			}
+		})
+		srv := httptest.NewServer(h.a.Handler())
+		s, err := metrics.Scrape(context.Background(), srv.URL+"/metrics")
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := s.Get("authbridge_config_weakenings", map[string]string{"setting": "AUTHBRIDGE_PROBE_FORCE_FAIL"})
+		warned := strings.Contains(h.logs.String(), `"level":"WARN","msg":"test knob set`) && strings.Contains(h.logs.String(), `"env":"AUTHBRIDGE_PROBE_FORCE_FAIL","value":"nftables"`)
+		if val != "" && (!ok || v != 1 || !warned) {
+			t.Errorf("knob %q: weakening %v (present %v), warned %v: %s", val, v, ok, warned, h.logs.String())
+		}
+		if val == "" && (ok || warned) {
+			t.Errorf("knob unset but reported: weakening present %v, warned %v", ok, warned)
+		}
+	}
 }

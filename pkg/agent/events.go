@@ -66,6 +66,9 @@ func (a *Agent) listenPluginEvents(ctx context.Context, listening chan<- error) 
 // a slow API server never blocks the socket).
 func (a *Agent) HandlePluginEvent(ev pluginevents.Event) {
 	a.metrics.ObservePluginEvent(ev)
+	if ev.Op == "ADD" || ev.Op == "DEL" || ev.Op == "GC" {
+		a.UpdatePodsGauge()
+	}
 	if ev.Op != "ADD" || ev.Namespace == "" || ev.Pod == "" {
 		return
 	}

@@ -112,7 +112,8 @@ func TestPluginEventsBecomeMetricsAndPodEvents(t *testing.T) {
 
 // Pods with the sidecar that got their network before the agent was ready
 // and have no plugin state are reported (Event + gauge); with repairPods,
-// controller-owned ones are deleted.
+// controller-owned ones are deleted. (Pods without the
+// PodReadyToStartContainers condition are aged by creationTimestamp.)
 func TestPodsWithoutRules(t *testing.T) {
 	cs := admin(t)
 	node, ns := "node-norules", "norules-ns"
@@ -141,8 +142,7 @@ func TestPodsWithoutRules(t *testing.T) {
 	write("aaaa", map[string]any{"containerID": "aaaa", "podUID": string(byUID.UID), "namespace": ns, "pod": "renamed?", "mode": "enforce-redirect"})
 	write("bbbb", map[string]any{"containerID": "bbbb", "namespace": ns, "pod": "has-state-name", "mode": "cooperative"})
 
-	time.Sleep(1100 * time.Millisecond) // creationTimestamp has 1 s resolution
-	h := newAgent(t, cs, node, cfg, nil)
+	h := newAgent(t, cs, node, cfg, func(o *Options) { o.PodsWithoutRulesGrace = time.Millisecond })
 	h.start(t)
 	h.waitReady(t)
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
 // HostSbinDirs are where the host's iptables binaries are looked for.
@@ -18,8 +19,8 @@ var HostSbinDirs = []string{"/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/loca
 // host lacks cannot work for the plugin, whatever the kernel supports, so
 // it is reported failed. hostRoot is where the host's / is mounted.
 func WithHostBinaries(probe ProbeFunc, hostRoot string) ProbeFunc {
-	return func(ctx context.Context, backends []string) []nodestate.BackendResult {
-		res := probe(ctx, backends)
+	return func(ctx context.Context, backends []string, families []redirect.Family) []nodestate.BackendResult {
+		res := probe(ctx, backends, families)
 		for i, r := range res {
 			if !r.Works || !strings.HasPrefix(r.Backend, "iptables-") {
 				continue

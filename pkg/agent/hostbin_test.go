@@ -19,7 +19,7 @@ func TestWithHostBinaries(t *testing.T) {
 	os.Symlink("/usr/sbin/xtables-nft-multi", filepath.Join(root, "etc/alternatives/iptables-nft"))
 	fp := &fakeProbe{}
 	fp.set("nftables", "iptables-nft", "iptables-legacy")
-	res := WithHostBinaries(fp.probe, root)(context.Background(), []string{"nftables", "iptables-nft", "iptables-legacy"})
+	res := WithHostBinaries(fp.probe, root)(context.Background(), []string{"nftables", "iptables-nft", "iptables-legacy"}, nil)
 	if !res[0].Works || !res[1].Works {
 		t.Fatalf("nftables/iptables-nft: %+v", res)
 	}

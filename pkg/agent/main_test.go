@@ -21,6 +21,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/metrics"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/redirect"
 	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
@@ -50,9 +51,10 @@ func admin(t *testing.T) kubernetes.Interface {
 // fakeProbe stands in for capability.Probe (tested with real kernels in
 // pkg/capability): these tests are about what the agent does with results.
 type fakeProbe struct {
-	mu    sync.Mutex
-	works map[string]bool
-	calls int
+	mu       sync.Mutex
+	works    map[string]bool
+	calls    int
+	families []redirect.Family // of the last call
 }
 
 func (f *fakeProbe) set(works ...string) {
@@ -64,10 +66,11 @@ func (f *fakeProbe) set(works ...string) {
 	}
 }
 
-func (f *fakeProbe) probe(_ context.Context, backends []string) []nodestate.BackendResult {
+func (f *fakeProbe) probe(_ context.Context, backends []string, families []redirect.Family) []nodestate.BackendResult {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
+	f.families = families
 	var out []nodestate.BackendResult
 	for _, b := range backends {
 		r := nodestate.BackendResult{Backend: b, Works: f.works[b], Duration: 3 * time.Millisecond}

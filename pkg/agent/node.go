@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
 // nodeDesired is what the agent wants on its Node.
@@ -20,12 +21,13 @@ type nodeDesired struct {
 	probed      bool
 	best        string
 	state       nodestate.State
+	families    []redirect.Family
 	labels      map[string]string // "" removes
 	annotations map[string]string // "" removes
 }
 
-func (d *nodeDesired) setProbe(best string, st nodestate.State) {
-	d.probed, d.best, d.state = true, best, st
+func (d *nodeDesired) setProbe(best string, st nodestate.State, families []redirect.Family) {
+	d.probed, d.best, d.state, d.families = true, best, st, families
 }
 
 func (d *nodeDesired) addMarks(m NodeMarks) {
@@ -80,7 +82,7 @@ func (a *Agent) nodeSyncLoop(ctx context.Context) {
 			if !ok {
 				break
 			}
-			err := a.SyncNode(ctx, d.best, d.state, NodeMarks{Labels: d.labels, Annotations: d.annotations})
+			err := a.SyncNode(ctx, d.best, d.state, d.families, NodeMarks{Labels: d.labels, Annotations: d.annotations})
 			if err == nil {
 				delay = time.Second
 				select {
@@ -107,7 +109,7 @@ func (a *Agent) nodeSyncLoop(ctx context.Context) {
 // SyncNode sets the capability labels and last-probe annotation on this
 // agent's Node with a JSON merge patch (only the keys the agent owns), and
 // emits an Event on the Node when the capability changed.
-func (a *Agent) SyncNode(ctx context.Context, best string, st nodestate.State, extra NodeMarks) error {
+func (a *Agent) SyncNode(ctx context.Context, best string, st nodestate.State, families []redirect.Family, extra NodeMarks) error {
 	nodes := a.o.Client.CoreV1().Nodes()
 	node, err := nodes.Get(ctx, a.o.NodeName, metav1.GetOptions{})
 	if err != nil {
@@ -115,7 +117,7 @@ func (a *Agent) SyncNode(ctx context.Context, best string, st nodestate.State, e
 	}
 	capable := strconv.FormatBool(best != BackendNone)
 	labels := map[string]any{LabelEgressRedirect: best, LabelEgressRedirectCapable: capable}
-	annotations := map[string]any{AnnotationLastProbe: lastProbeJSON(best, st)}
+	annotations := map[string]any{AnnotationLastProbe: lastProbeJSON(best, st, families)}
 	for k, v := range extra.Labels {
 		labels[k] = nilIfEmpty(v)
 	}

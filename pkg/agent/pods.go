@@ -76,12 +76,32 @@ func hasSidecar(p *corev1.Pod, names []string) bool {
 	return false
 }
 
-// PodsWithoutRules lists this node's AuthBridge pods that got their network
-// before the agent was ready and have no plugin state: the plugin never saw
-// their ADD, so no redirect rules exist in their netns.
-func (a *Agent) PodsWithoutRules(ctx context.Context, readyAt time.Time) ([]corev1.Pod, error) {
+// sandboxCreated is when the pod's current sandbox got its network: the
+// PodReadyToStartContainers condition's transition time (set by the
+// kubelet once the sandbox and its network exist), else the pod's
+// creationTimestamp (kubelets before the condition existed).
+func sandboxCreated(p *corev1.Pod) time.Time {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReadyToStartContainers && c.Status == corev1.ConditionTrue && !c.LastTransitionTime.IsZero() {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return p.CreationTimestamp.Time
+}
+
+// PodsWithoutRules lists this node's running AuthBridge pods whose sandbox
+// got its network more than the grace period before now and that have no
+// plugin state: the plugin never saw their ADD (they started before the
+// agent installed it, or while the primary CNI's rewrite had dropped the
+// entry), so no redirect rules exist in their netns. The plugin writes the
+// state file before its ADD returns, so the grace only absorbs a pod
+// listed in the instant between.
+func (a *Agent) PodsWithoutRules(ctx context.Context, now time.Time) ([]corev1.Pod, error) {
 	list, err := a.o.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", a.o.NodeName).String(),
+		// Served from the API server's watch cache: this runs on every
+		// node every PodCheckInterval.
+		ResourceVersion: "0",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list pods on node %s: %w", a.o.NodeName, err)
@@ -98,7 +118,7 @@ func (a *Agent) PodsWithoutRules(ctx context.Context, readyAt time.Time) ([]core
 			p.Status.Phase != corev1.PodRunning && p.Status.Phase != corev1.PodPending,
 			p.Status.PodIP == "", // network not set up yet: its ADD is still to come
 			p.DeletionTimestamp != nil,
-			!p.CreationTimestamp.Time.Before(readyAt),
+			now.Sub(sandboxCreated(p)) < a.o.PodsWithoutRulesGrace,
 			!hasSidecar(p, a.cfg.SidecarContainerNames):
 			continue
 		}
@@ -115,20 +135,34 @@ func (a *Agent) PodsWithoutRules(ctx context.Context, readyAt time.Time) ([]core
 
 // CheckPodsWithoutRules updates authbridge_pods_without_rules, emits an
 // Event on each such pod once, and with repairPods deletes controller-owned
-// ones so they are recreated with rules.
+// ones so they are recreated with rules. It does nothing before the agent
+// is ready (the plugin is not installed yet, so every pod lacks rules).
 func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 	a.mu.Lock()
-	readyAt := a.readyAt
+	ready := a.ready
 	a.mu.Unlock()
-	if readyAt.IsZero() {
+	if !ready {
 		return
 	}
-	pods, err := a.PodsWithoutRules(ctx, readyAt)
+	pods, err := a.PodsWithoutRules(ctx, time.Now())
 	if err != nil {
 		a.log.Warn("cannot check for pods without rules", "err", err)
 		return
 	}
 	a.metrics.PodsWithoutRules.Set(float64(len(pods)))
+	// Forget pods no longer without rules (deleted, or given a new
+	// sandbox the plugin saw), so the map does not grow forever.
+	current := make(map[string]bool, len(pods))
+	for i := range pods {
+		current[string(pods[i].UID)] = true
+	}
+	a.mu.Lock()
+	for uid := range a.reported {
+		if !current[uid] {
+			delete(a.reported, uid)
+		}
+	}
+	a.mu.Unlock()
 	for i := range pods {
 		p := &pods[i]
 		ref := corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: p.UID, ResourceVersion: p.ResourceVersion}
@@ -137,9 +171,9 @@ func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 		a.reported[string(p.UID)] = true
 		a.mu.Unlock()
 		if !seen {
-			a.log.Warn("AuthBridge pod started before the plugin was installed and has no egress redirect rules", "pod", p.Namespace+"/"+p.Name)
+			a.log.Warn("AuthBridge pod has no egress redirect rules: its network was set up while the authbridge-cni plugin was not in the chain", "pod", p.Namespace+"/"+p.Name)
 			a.emit(ctx, ref, corev1.EventTypeWarning, ReasonEgressRulesMissing,
-				"pod started before the authbridge node agent installed the CNI plugin on this node: it has no egress redirect rules; delete it so its controller recreates it with rules (or enable repairPods)")
+				"pod got its network while the authbridge-cni plugin was not in this node's CNI chain (before the node agent installed it, or while its entry was missing): it has no egress redirect rules; delete it so its controller recreates it with rules (or enable repairPods)")
 		}
 		if !a.cfg.RepairPods {
 			continue
@@ -160,4 +194,53 @@ func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 		a.log.Info("repairPods: deleted pod without rules so its controller recreates it", "pod", p.Namespace+"/"+p.Name)
 		a.emit(ctx, ref, corev1.EventTypeNormal, ReasonPodRepaired, "deleted by the authbridge node agent (repairPods): it had no egress redirect rules; its controller recreates it with rules")
 	}
+}
+
+// PodsPerMode counts the pods with plugin state per mode (enforce-redirect,
+// cooperative, skipped), one per pod (by podUID, else namespace/name, else
+// sandbox) however many sandbox files it has.
+func PodsPerMode(stateDir string) (map[string]int, error) {
+	dir := filepath.Join(stateDir, ContainersDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("read plugin state dir %s: %w", dir, err)
+	}
+	modes := map[string]string{} // pod key -> mode
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // removed by a concurrent DEL
+		}
+		var s sandboxState
+		if json.Unmarshal(b, &s) != nil {
+			continue
+		}
+		key := "sandbox/" + e.Name()
+		switch {
+		case s.PodUID != "":
+			key = "uid/" + s.PodUID
+		case s.Namespace != "" && s.Pod != "":
+			key = "name/" + s.Namespace + "/" + s.Pod
+		}
+		modes[key] = s.Mode
+	}
+	out := map[string]int{}
+	for _, m := range modes {
+		out[m]++
+	}
+	return out, nil
+}
+
+// UpdatePodsGauge recomputes authbridge_pods{mode} from the plugin's state
+// files (periodically and after each plugin event).
+func (a *Agent) UpdatePodsGauge() {
+	counts, err := PodsPerMode(a.cfg.StateDir)
+	if err != nil {
+		a.log.Warn("cannot count pods per mode", "err", err)
+		return
+	}
+	a.metrics.SetPodsPerMode(counts)
 }

@@ -5,35 +5,45 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
-// ProbeOnce probes the configured backends, writes the node state file,
-// records metrics and (once the plugin is installed) asks for the Node to
-// be relabelled. Failures to read DNS settings are logged, not fatal: the
-// plugin reports a pod whose resolvers it cannot determine.
+// ProbeOnce probes the configured backends for the host's IP families,
+// writes the node state file, records metrics and (once the plugin is
+// installed) asks for the Node to be relabelled. Failures to read DNS
+// settings are logged, not fatal: the plugin reports a pod whose resolvers
+// it cannot determine.
 func (a *Agent) ProbeOnce(ctx context.Context) nodestate.State {
-	results := a.o.Probe(ctx, a.cfg.Backends)
+	families, err := ProbeFamilies(a.o.IPv6DisabledPath)
+	if err != nil {
+		a.log.Warn("cannot tell whether the host has IPv6; probing IPv4 only", "err", err)
+	}
+	results := a.o.Probe(ctx, a.cfg.Backends, families)
+	kc := a.kubeletConfig()
 	st := nodestate.State{
 		ProbedAt:      time.Now().UTC(),
 		Results:       results,
-		ClusterDNS:    a.clusterDNS(),
-		NodeResolvers: a.nodeResolvers(),
+		ClusterDNS:    a.clusterDNS(kc),
+		NodeResolvers: a.nodeResolvers(kc),
 	}
 	a.metrics.ObserveProbe(results)
 	for _, r := range results {
 		if r.Works {
 			a.log.Debug("backend works", "backend", r.Backend, "duration", r.Duration)
 		} else {
-			a.log.Info("backend does not work on this node", "backend", r.Backend, "err", r.Error)
+			a.log.Info("backend does not work on this node", "backend", r.Backend, "families", families, "err", r.Error)
 		}
 	}
 	if err := nodestate.Write(a.StatePath(), st); err != nil {
@@ -45,12 +55,12 @@ func (a *Agent) ProbeOnce(ctx context.Context) nodestate.State {
 	if w := st.Working(a.cfg.Backends); len(w) > 0 {
 		best = w[0]
 	}
-	a.log.Info("capability probe done", "egressRedirect", best)
+	a.log.Info("capability probe done", "egressRedirect", best, "families", families)
 	a.mu.Lock()
 	if a.desired == nil {
 		a.desired = &nodeDesired{}
 	}
-	a.desired.setProbe(best, st)
+	a.desired.setProbe(best, st, families)
 	a.mu.Unlock()
 	a.health.setProbed()
 	if a.health.isInstalled() {
@@ -59,55 +69,148 @@ func (a *Agent) ProbeOnce(ctx context.Context) nodestate.State {
 	return st
 }
 
-// clusterDNS reads clusterDNS from the kubelet config file, falling back to
-// the agent config's clusterDNS.
-func (a *Agent) clusterDNS() []string {
+// KubeletConfigCandidates are where distributions keep the kubelet's
+// KubeletConfiguration, in the order searched (host paths): kubeadm and
+// kind; OpenShift/RHCOS; EKS (Amazon Linux 2, then AL2023); GKE. The first
+// existing file that is a KubeletConfiguration wins (kubeadm's
+// /etc/kubernetes/kubelet.conf is the kubelet's kubeconfig, not its
+// configuration, and is skipped by kind).
+func KubeletConfigCandidates() []string {
+	return []string{
+		"/var/lib/kubelet/config.yaml",
+		"/etc/kubernetes/kubelet.conf",
+		"/etc/kubernetes/kubelet/kubelet-config.json",
+		"/etc/kubernetes/kubelet/config.json",
+		"/home/kubernetes/kubelet-config.yaml",
+	}
+}
+
+// KubeletConfig is the part of a KubeletConfiguration the agent uses.
+type KubeletConfig struct {
+	// Path is the file it was read from (the agent's view).
+	Path string
+	// ClusterDNS are the cluster DNS service IPs (validated).
+	ClusterDNS []string
+	// ResolvConf is the host path of the resolv.conf the kubelet gives
+	// dnsPolicy Default pods ("" when unset).
+	ResolvConf string
+	// Err is why the file could not be found or read.
+	Err error
+}
+
+// kubeletConfig reads the explicit KubeletConfigPath, or searches
+// KubeletConfigCandidates under HostRoot.
+func (a *Agent) kubeletConfig() KubeletConfig {
 	if a.o.KubeletConfigPath != "" {
-		ips, err := ReadKubeletClusterDNS(a.o.KubeletConfigPath)
-		if err == nil && len(ips) > 0 {
-			return ips
+		kc, err := ReadKubeletConfig(a.o.KubeletConfigPath)
+		kc.Path, kc.Err = a.o.KubeletConfigPath, err
+		return kc
+	}
+	if a.o.HostRoot == "" {
+		return KubeletConfig{Err: errors.New("no kubelet config path and no host root")}
+	}
+	return FindKubeletConfig(a.o.HostRoot)
+}
+
+// FindKubeletConfig returns the first of KubeletConfigCandidates under
+// hostRoot that exists and is a KubeletConfiguration.
+func FindKubeletConfig(hostRoot string) KubeletConfig {
+	var tried []string
+	for _, c := range KubeletConfigCandidates() {
+		p := filepath.Join(hostRoot, c)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				tried = append(tried, fmt.Sprintf("%s: %v", p, err))
+			}
+			continue
 		}
-		if len(a.cfg.ClusterDNS) == 0 {
-			a.log.Warn("cluster DNS unknown: ClusterFirst pods cannot get their DNS exception; set clusterDNS in the agent config or mount the kubelet config", "kubeletConfig", a.o.KubeletConfigPath, "err", err)
+		var meta struct {
+			Kind string `json:"kind"`
 		}
-	} else if len(a.cfg.ClusterDNS) == 0 {
-		a.log.Warn("cluster DNS unknown: no kubelet config path and no clusterDNS in the agent config")
+		if yaml.Unmarshal(b, &meta) == nil && meta.Kind != "" && meta.Kind != "KubeletConfiguration" {
+			continue // e.g. kubeadm's kubelet.conf, a kubeconfig
+		}
+		kc, err := parseKubeletConfig(p, b)
+		kc.Path, kc.Err = p, err
+		return kc
+	}
+	msg := fmt.Sprintf("no kubelet config found under host root %s (tried %s); pass --kubelet-config", hostRoot, strings.Join(KubeletConfigCandidates(), ", "))
+	if len(tried) > 0 {
+		msg += ": " + strings.Join(tried, "; ")
+	}
+	return KubeletConfig{Err: errors.New(msg)}
+}
+
+// clusterDNS returns the kubelet's clusterDNS, falling back to the agent
+// config's clusterDNS.
+func (a *Agent) clusterDNS(kc KubeletConfig) []string {
+	if kc.Err == nil && len(kc.ClusterDNS) > 0 {
+		return kc.ClusterDNS
+	}
+	if len(a.cfg.ClusterDNS) == 0 {
+		err := kc.Err
+		if err == nil {
+			err = fmt.Errorf("kubelet config %s has no clusterDNS", kc.Path)
+		}
+		a.log.Warn("cluster DNS unknown: ClusterFirst pods cannot get their DNS exception; set clusterDNS in the agent config or pass --kubelet-config", "kubeletConfig", kc.Path, "err", err)
 	}
 	return append([]string(nil), a.cfg.ClusterDNS...)
 }
 
-func (a *Agent) nodeResolvers() []string {
-	if a.o.ResolvConfPath == "" {
+// nodeResolvers reads the explicit ResolvConfPath, else the kubelet's
+// resolvConf under HostRoot (e.g. /run/systemd/resolve/resolv.conf on
+// systemd-resolved nodes, where /etc/resolv.conf names the 127.0.0.53
+// stub that pods cannot use), else the host's /etc/resolv.conf.
+func (a *Agent) nodeResolvers(kc KubeletConfig) []string {
+	var paths []string
+	switch {
+	case a.o.ResolvConfPath != "":
+		paths = []string{a.o.ResolvConfPath}
+	case a.o.HostRoot != "":
+		if kc.Err == nil && kc.ResolvConf != "" {
+			paths = append(paths, filepath.Join(a.o.HostRoot, kc.ResolvConf))
+		}
+		paths = append(paths, filepath.Join(a.o.HostRoot, "etc/resolv.conf"))
+	default:
 		return nil
 	}
-	ns, err := ReadResolvConf(a.o.ResolvConfPath)
-	if err != nil {
-		a.log.Warn("cannot read the node's resolv.conf: dnsPolicy Default pods get no DNS exception", "path", a.o.ResolvConfPath, "err", err)
+	var errs []error
+	for _, p := range paths {
+		ns, err := ReadResolvConf(p)
+		if err == nil {
+			return ns
+		}
+		errs = append(errs, err)
 	}
-	return ns
+	a.log.Warn("cannot read the node's resolv.conf: dnsPolicy Default pods get no DNS exception", "paths", paths, "err", errors.Join(errs...))
+	return nil
 }
 
-// ReadKubeletClusterDNS returns clusterDNS from a KubeletConfiguration file.
-func ReadKubeletClusterDNS(path string) ([]string, error) {
+// ReadKubeletConfig reads clusterDNS and resolvConf from a
+// KubeletConfiguration file (YAML or JSON).
+func ReadKubeletConfig(path string) (KubeletConfig, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read kubelet config: %w", err)
+		return KubeletConfig{}, fmt.Errorf("read kubelet config: %w", err)
 	}
+	return parseKubeletConfig(path, b)
+}
+
+func parseKubeletConfig(path string, b []byte) (KubeletConfig, error) {
 	var kc struct {
 		ClusterDNS []string `json:"clusterDNS"`
+		ResolvConf string   `json:"resolvConf"`
 	}
 	if err := yaml.Unmarshal(b, &kc); err != nil {
-		return nil, fmt.Errorf("parse kubelet config %s: %w", path, err)
+		return KubeletConfig{}, fmt.Errorf("parse kubelet config %s: %w", path, err)
 	}
-	var out []string
+	out := KubeletConfig{Path: path, ResolvConf: kc.ResolvConf}
 	for _, s := range kc.ClusterDNS {
 		if _, err := netip.ParseAddr(s); err != nil {
-			return nil, fmt.Errorf("kubelet config %s: clusterDNS %q is not an IP address", path, s)
+			return KubeletConfig{}, fmt.Errorf("kubelet config %s: clusterDNS %q is not an IP address", path, s)
 		}
-		out = append(out, s)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("kubelet config %s has no clusterDNS", path)
+		out.ClusterDNS = append(out.ClusterDNS, s)
 	}
 	return out, nil
 }
@@ -134,12 +237,14 @@ func ReadResolvConf(path string) ([]string, error) {
 
 // lastProbe is the last-probe annotation's JSON.
 type lastProbe struct {
-	Time    time.Time                 `json:"time"`
-	Best    string                    `json:"egressRedirect"`
-	Results []nodestate.BackendResult `json:"results"`
+	Time time.Time `json:"time"`
+	Best string    `json:"egressRedirect"`
+	// Families are the IP families every backend was probed for.
+	Families []redirect.Family         `json:"families"`
+	Results  []nodestate.BackendResult `json:"results"`
 }
 
-func lastProbeJSON(best string, st nodestate.State) string {
-	b, _ := json.Marshal(lastProbe{Time: st.ProbedAt, Best: best, Results: st.Results})
+func lastProbeJSON(best string, st nodestate.State, families []redirect.Family) string {
+	b, _ := json.Marshal(lastProbe{Time: st.ProbedAt, Best: best, Families: families, Results: st.Results})
 	return string(b)
 }

@@ -56,12 +56,16 @@
 // With KeepEntryOnUpgrade, Uninstall leaves both in place. During a rolling
 // upgrade of the DaemonSet this closes the window in which new pods on the
 // node would start without redirect rules (the next agent re-installs the
-// same entry idempotently). The cost: if the DaemonSet is really being
-// deleted, the entry and binary stay on the node and keep enforcing with
-// the last kubeconfig, whose token is no longer refreshed and expires (then
-// the plugin cannot read pod metadata and fails the ADD, i.e. pods fail
-// closed) until an admin removes the entry (run the agent once with the
-// option off, or edit the conflist). Default: off (clean removal).
+// same entry idempotently). It does not keep pods starting during the
+// gap: the plugin's kubeconfig carries the old agent pod's bound
+// ServiceAccount token, which the API server rejects once that pod is
+// deleted, so the plugin cannot read pod metadata and fails those ADDs
+// (fail closed); the runtime retries them, and they succeed once the new
+// agent has rewritten the kubeconfig. If the DaemonSet is really being
+// deleted, the entry and binary stay with that invalid token and every
+// new pod's ADD on the node fails until an admin removes the entry (run
+// the agent once with the option off, or edit the conflist). Default: off
+// (clean removal).
 //
 // # Kubeconfig
 //

@@ -2,10 +2,11 @@
 // authbridge_). Nothing is registered globally: NewMetrics registers on the
 // registry it is given, and the agent serves that registry on /metrics.
 //
-// Pods per mode are counters of the plugin's successful ADDs
-// (authbridge_cni_pods_total{mode}), not a gauge of running pods: the plugin
-// reports ADDs (and DELs without a mode), so a counter is what the agent
-// honestly knows; rate() over it shows how pods are being admitted.
+// Pods per mode come two ways: authbridge_cni_pods_total{mode} counts the
+// plugin's successful ADDs (rate() shows how pods are being admitted), and
+// authbridge_pods{mode} is a gauge of the pods that currently have plugin
+// state on the node (the agent counts the plugin's per-sandbox files, which
+// DEL removes).
 package metrics
 
 import (
@@ -32,6 +33,8 @@ type Metrics struct {
 	CNIAddDuration prometheus.Histogram
 	// CNIPods counts successful ADDs per mode (enforce-redirect, cooperative, skipped).
 	CNIPods *prometheus.CounterVec
+	// Pods is the number of pods with plugin state on the node per mode.
+	Pods *prometheus.GaugeVec
 	// CooperativePods counts cooperative ADDs per reason.
 	CooperativePods *prometheus.CounterVec
 	// ConflistReinsertions counts entries the keeper had to write again.
@@ -40,8 +43,8 @@ type Metrics struct {
 	TokenRefreshes prometheus.Counter
 	// ConfigWeakenings is 1 for each weakening setting in the config.
 	ConfigWeakenings *prometheus.GaugeVec
-	// PodsWithoutRules is the number of sidecar pods on this node that
-	// started before the agent was ready and have no rules.
+	// PodsWithoutRules is the number of sidecar pods on this node whose
+	// sandbox has no plugin state (so no rules).
 	PodsWithoutRules prometheus.Gauge
 	// PodsRepaired counts pods deleted by repair (repairPods).
 	PodsRepaired prometheus.Counter
@@ -80,6 +83,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: Namespace, Name: "cni_pods_total",
 			Help: "Successful CNI ADDs by the mode the pod got: enforce-redirect, cooperative, skipped (no AuthBridge sidecar).",
 		}, []string{"mode"}),
+		Pods: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "pods",
+			Help: "Pods on this node the plugin set up and has not torn down, by mode: enforce-redirect, cooperative, skipped (no AuthBridge sidecar). Counted from the plugin's per-sandbox state files.",
+		}, []string{"mode"}),
 		CooperativePods: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "cooperative_pods_total",
 			Help: "Successful ADDs of AuthBridge pods left in cooperative mode (no redirect), by reason: annotation, namespace-configmap, cluster-default, auto-incapable-node.",
@@ -94,11 +101,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		ConfigWeakenings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "config_weakenings",
-			Help: "1 for each configuration setting that weakens enforcement (allowCooperative, defaultMode=..., excludeOutboundCIDRs, excludeOutboundPorts).",
+			Help: "1 for each configuration setting that weakens enforcement (allowCooperative, defaultMode=..., excludeOutboundCIDRs, excludeOutboundPorts), and for the AUTHBRIDGE_PROBE_FORCE_FAIL test knob when set.",
 		}, []string{"setting"}),
 		PodsWithoutRules: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "pods_without_rules",
-			Help: "AuthBridge pods on this node that started before the plugin was installed and have no redirect rules.",
+			Help: "Running AuthBridge pods on this node whose sandbox got its network while the plugin was not in the chain (no plugin state, sandbox older than the grace period): they have no redirect rules.",
 		}),
 		PodsRepaired: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "pods_repaired_total",
@@ -114,7 +121,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.ProbeBackendWorks, m.ProbeDuration, m.EgressRedirectCapable,
-		m.CNIOperations, m.CNIAddDuration, m.CNIPods, m.CooperativePods,
+		m.CNIOperations, m.CNIAddDuration, m.CNIPods, m.Pods, m.CooperativePods,
 		m.ConflistReinsertions, m.TokenRefreshes, m.ConfigWeakenings,
 		m.PodsWithoutRules, m.PodsRepaired, m.AgentReady, m.NodeUpdateErrors)
 	return m
@@ -151,6 +158,23 @@ func (m *Metrics) ObservePluginEvent(ev pluginevents.Event) {
 	m.CNIPods.WithLabelValues(mode).Inc()
 	if mode == "cooperative" {
 		m.CooperativePods.WithLabelValues(oneOf(ev.Reason, "annotation", "namespace-configmap", "cluster-default", "auto-incapable-node")).Inc()
+	}
+}
+
+// SetPodsPerMode sets authbridge_pods{mode} from counts keyed by the
+// plugin's state-file mode (enforce-redirect, cooperative, skip); every
+// known mode is exported, 0 when absent, and unknown modes count as other.
+func (m *Metrics) SetPodsPerMode(counts map[string]int) {
+	out := map[string]float64{"enforce-redirect": 0, "cooperative": 0, "skipped": 0}
+	for mode, n := range counts {
+		if mode == "skip" {
+			mode = "skipped"
+		}
+		out[oneOf(mode, "enforce-redirect", "cooperative", "skipped")] += float64(n)
+	}
+	m.Pods.Reset()
+	for mode, v := range out {
+		m.Pods.WithLabelValues(mode).Set(v)
 	}
 }
 

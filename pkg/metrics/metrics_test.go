@@ -82,3 +82,32 @@ func TestMetricsScrapedOverHTTP(t *testing.T) {
 		t.Error("weakening still reported after SetWeakenings(nil)")
 	}
 }
+
+// authbridge_pods{mode} is a gauge: replaced on each update, every known
+// mode exported (0 when absent), the plugin's "skip" shown as "skipped".
+func TestPodsPerModeGauge(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	get := func(mode string) float64 {
+		t.Helper()
+		s, err := Scrape(context.Background(), srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := s.Get("authbridge_pods", map[string]string{"mode": mode})
+		if !ok {
+			t.Fatalf("authbridge_pods{mode=%q} missing", mode)
+		}
+		return v
+	}
+	m.SetPodsPerMode(map[string]int{"enforce-redirect": 3, "skip": 2, "bogus": 1})
+	if get("enforce-redirect") != 3 || get("skipped") != 2 || get("cooperative") != 0 || get("other") != 1 {
+		t.Fatalf("first update: enforce %v skipped %v cooperative %v other %v", get("enforce-redirect"), get("skipped"), get("cooperative"), get("other"))
+	}
+	m.SetPodsPerMode(map[string]int{"cooperative": 1})
+	if get("enforce-redirect") != 0 || get("cooperative") != 1 {
+		t.Fatalf("second update not replacing: enforce %v cooperative %v", get("enforce-redirect"), get("cooperative"))
+	}
+}

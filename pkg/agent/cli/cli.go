@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -22,6 +23,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/install"
 	"github.com/kagenti/authbridge-node/pkg/kata"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
 // Version is set at build time with -ldflags "-X .../pkg/agent/cli.Version=v1.2.3".
@@ -77,7 +79,7 @@ func version() string {
 type runFlags struct {
 	config, kubeletConfig, resolvConf, pluginBinary string
 	kubeconfig, tokenFile, caFile, pluginAPIServer  string
-	nodeName, hostRoot                              string
+	nodeName, hostRoot, ipv6Disabled                string
 	kata                                            bool
 }
 
@@ -86,8 +88,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var f runFlags
 	fs.StringVar(&f.config, "config", agent.DefaultConfigPath, "agent config file (ConfigMap authbridge-node-config)")
-	fs.StringVar(&f.kubeletConfig, "kubelet-config", "/host/var/lib/kubelet/config.yaml", "the host's kubelet config file (for clusterDNS)")
-	fs.StringVar(&f.resolvConf, "resolv-conf", "/host/etc/resolv.conf", "the host's resolv.conf (node resolvers for dnsPolicy Default)")
+	fs.StringVar(&f.kubeletConfig, "kubelet-config", "", "the host's kubelet config file, as mounted in the agent (clusterDNS, resolvConf); default: the first KubeletConfiguration found under --host-root at "+strings.Join(agent.KubeletConfigCandidates(), ", "))
+	fs.StringVar(&f.resolvConf, "resolv-conf", "", "the node resolv.conf (resolvers of dnsPolicy Default pods); default: the kubelet config's resolvConf under --host-root, else <host-root>/etc/resolv.conf")
+	fs.StringVar(&f.ipv6Disabled, "ipv6-disabled-sysctl", agent.DefaultIPv6DisabledPath, "the host's disable_ipv6 sysctl (the agent runs with hostNetwork): 0 means backends are probed for IPv4 and IPv6")
 	fs.StringVar(&f.pluginBinary, "plugin-binary", "/opt/authbridge/bin/authbridge-cni", "the plugin binary to install")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for the agent's own API access (default: in-cluster service account)")
 	fs.StringVar(&f.tokenFile, "token-file", install.DefaultTokenFile, "service-account token the plugin's kubeconfig is written from")
@@ -139,8 +142,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Probe:             agent.WithHostBinaries(productionProbe, f.hostRoot),
 		Installer:         inst,
 		Logger:            log,
+		HostRoot:          f.hostRoot,
 		KubeletConfigPath: f.kubeletConfig,
 		ResolvConfPath:    f.resolvConf,
+		IPv6DisabledPath:  f.ipv6Disabled,
 	}
 	if f.kata {
 		o.Extensions = append(o.Extensions, agent.KataExtension{Installer: &kata.NodeInstaller{HostRoot: f.hostRoot, Log: log}})
@@ -162,8 +167,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-func productionProbe(ctx context.Context, backends []string) []nodestate.BackendResult {
-	return capability.Probe(ctx, backends, capability.Options{})
+func productionProbe(ctx context.Context, backends []string, families []redirect.Family) []nodestate.BackendResult {
+	return capability.Probe(ctx, backends, capability.Options{Families: families})
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -180,6 +185,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 type probeOutput struct {
 	EgressRedirect string                    `json:"egressRedirect"`
 	Capable        bool                      `json:"capable"`
+	Families       []redirect.Family         `json:"families"`
 	Results        []nodestate.BackendResult `json:"results"`
 }
 
@@ -188,6 +194,7 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "agent config file (backend preference order); defaults apply when the file is missing")
 	hostRoot := fs.String("host-root", kata.DefaultHostRoot, "where the host's / is mounted (host iptables binaries); / when run on the host")
+	ipv6Disabled := fs.String("ipv6-disabled-sysctl", agent.DefaultIPv6DisabledPath, "the host's disable_ipv6 sysctl: 0 means backends are probed for IPv4 and IPv6")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -199,8 +206,12 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "node-agent probe: %v\n", err)
 		return 1
 	}
-	res := agent.WithHostBinaries(productionProbe, *hostRoot)(ctx, cfg.Backends)
-	out := probeOutput{EgressRedirect: agent.BackendNone, Results: res}
+	families, err := agent.ProbeFamilies(*ipv6Disabled)
+	if err != nil {
+		fmt.Fprintf(stderr, "node-agent probe: %v; probing IPv4 only\n", err)
+	}
+	res := agent.WithHostBinaries(productionProbe, *hostRoot)(ctx, cfg.Backends, families)
+	out := probeOutput{EgressRedirect: agent.BackendNone, Families: families, Results: res}
 	if w := (nodestate.State{Results: res}).Working(cfg.Backends); len(w) > 0 {
 		out.EgressRedirect, out.Capable = w[0], true
 	}

@@ -57,3 +57,26 @@ func TestProbeCommandJSON(t *testing.T) {
 		t.Fatalf("probe output: %+v", po)
 	}
 }
+
+// The probe command probes IPv6 too when the host has it enabled, and says
+// which families it probed.
+func TestProbeCommandFamilies(t *testing.T) {
+	t.Setenv("AUTHBRIDGE_PROBE_FORCE_FAIL", "all")
+	dir := t.TempDir()
+	for _, tc := range []struct{ sysctl, want string }{{"0\n", "ipv4,ipv6"}, {"1\n", "ipv4"}} {
+		p := filepath.Join(dir, "disable_ipv6")
+		os.WriteFile(p, []byte(tc.sysctl), 0o644)
+		_, out, errs := runMain("probe", "--config", filepath.Join(dir, "absent.yaml"), "--host-root", "/", "--ipv6-disabled-sysctl", p)
+		var po probeOutput
+		if err := json.Unmarshal([]byte(out), &po); err != nil {
+			t.Fatalf("probe output %q (%s): %v", out, errs, err)
+		}
+		var got []string
+		for _, f := range po.Families {
+			got = append(got, string(f))
+		}
+		if strings.Join(got, ",") != tc.want {
+			t.Errorf("disable_ipv6=%q: families %v, want %s", tc.sysctl, got, tc.want)
+		}
+	}
+}
