@@ -3,7 +3,9 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -497,4 +499,47 @@ func FuzzParseAgent(f *testing.F) {
 			t.Fatalf("round trip changed the config:\n%s\n%s", out, out2)
 		}
 	})
+}
+
+// The error messages send admins to "the configuration table in README.md":
+// that table (and the one in docs/operations.md) must list every key the
+// parser accepts, and nothing it refuses.
+func TestConfigTablesListEveryKey(t *testing.T) {
+	known := map[string]bool{}
+	jsonKeys(reflect.TypeFor[Agent](), known)
+	for _, doc := range []struct{ file, section string }{{"../../README.md", "## Configuration"}, {"../../docs/operations.md", "| Key | Default | Meaning |"}} {
+		b, err := os.ReadFile(doc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, after, ok := strings.Cut(string(b), doc.section)
+		if !ok {
+			t.Fatalf("%s has no %q", doc.file, doc.section)
+		}
+		listed := map[string]bool{}
+		inTable := false
+		for _, ln := range strings.Split(after, "\n") {
+			if !strings.HasPrefix(ln, "|") {
+				if inTable {
+					break // the first table after the heading only
+				}
+				continue
+			}
+			inTable = true
+			first := strings.Split(ln, "|")[1]
+			for _, m := range regexp.MustCompile("`([A-Za-z]+)`").FindAllStringSubmatch(first, -1) {
+				listed[m[1]] = true
+			}
+		}
+		for k := range known {
+			if !listed[k] {
+				t.Errorf("%s: the configuration table lacks key %q", doc.file, k)
+			}
+		}
+		for k := range listed {
+			if !known[k] {
+				t.Errorf("%s: the configuration table lists %q, which the parser refuses", doc.file, k)
+			}
+		}
+	}
 }
