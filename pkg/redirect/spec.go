@@ -14,6 +14,14 @@
 //	            QUIC, ping, ...).
 //	nat PREROUTING (AB_INBOUND, optional): REDIRECT inbound TCP to InboundPort
 //	            except ExcludeInboundPorts.
+//
+// IPv6 mirrors IPv4. A pod that got only IPv4 addresses but has IPv6 enabled
+// in its netns (IPv6Enabled) still has link-local IPv6 and needs the IPv6
+// rules too; with IPv4-only Resolvers they have no DNS exception, drop every
+// non-TCP packet and redirect TCP to [::1]:OutboundPort. TCP to a link-local
+// destination cannot reach the proxy (the socket is bound to the interface,
+// and ::1 is not routable there after REDIRECT): it fails closed, the SYN
+// never leaves the pod.
 package redirect
 
 import (
