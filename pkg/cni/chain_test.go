@@ -139,6 +139,17 @@ func TestChainPerBackend(t *testing.T) {
 					}
 				}
 
+				if fc.name == "ipv4" {
+					// The v4-only pod's link-local IPv6 is enforced too: UDP
+					// from it to the node's fe80:: address is dropped.
+					ll := netip.AddrPortFrom(e.bridgeLinkLocal().WithZone("eth0"), otherUDPPort)
+					if got, err := p.topo.SendUDP(appUID, ll); err == nil {
+						t.Fatalf("v4-only pod: UDP to %s passed (%q); want dropped", ll, got)
+					} else if !strings.Contains(err.Error(), "operation not permitted") {
+						t.Fatalf("v4-only pod: UDP to %s: %v; want EPERM from the netfilter DROP", ll, err)
+					}
+				}
+
 				// Both families are programmed whatever prevResult's IPs:
 				// IPv6 is enabled in the pod's netns, so even a v4-only pod
 				// can send from its fe80:: link-local address.

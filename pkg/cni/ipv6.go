@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
 // ipv6ConfDir is where the kernel shows the per-netns IPv6 switches; what
@@ -15,11 +17,16 @@ const ipv6ConfDir = "/proc/sys/net/ipv6/conf"
 
 // ipv6EnabledHere reports whether IPv6 can carry traffic in the calling
 // thread's netns (call it inside ns.WithNetNSPath). It errs on the side of
-// "enabled": IPv6 counts as disabled only when the kernel has no IPv6 at all
-// (no /proc/sys/net/ipv6) or every entry under conf/ (all, default and each
-// interface) has disable_ipv6 = 1 — otherwise an interface can have at least
-// an fe80:: link-local address, and traffic from it must be redirected too.
+// "enabled": redirect.IPv6Enabled reads the netns-wide switch (conf/all), and
+// on top of it any entry under conf/ (default, or one interface re-enabled
+// after all was set) with disable_ipv6 = 0 counts, since such an interface
+// has at least an fe80:: link-local address whose traffic must be
+// redirected too. Disabled only when the kernel has no IPv6 at all (no
+// /proc/sys/net/ipv6) or every entry says 1.
 func ipv6EnabledHere() (bool, error) {
+	if on, err := redirect.IPv6Enabled(); err != nil || on {
+		return on, err
+	}
 	entries, err := os.ReadDir(ipv6ConfDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil // booted with ipv6.disable=1

@@ -3,13 +3,16 @@ package cni_test
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kagenti/authbridge-node/pkg/redirect"
@@ -137,4 +140,40 @@ func TestDelGCTolerateConfigSkew(t *testing.T) {
 	if _, err := os.Stat(e.containerStatePath(p2)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("GC with a skewed entry kept a stale record: %v", err)
 	}
+}
+
+// bridgeLinkLocal returns the fe80:: address of the host netns' bridge, the
+// link-local peer a v4-only pod can reach without any IPAM address.
+func (e *env) bridgeLinkLocal() netip.Addr {
+	e.t.Helper()
+	var out netip.Addr
+	deadline := time.Now().Add(5 * time.Second)
+	for !out.IsValid() && time.Now().Before(deadline) {
+		err := e.host.Do(func(ns.NetNS) error {
+			l, err := netlink.LinkByName("abbr0")
+			if err != nil {
+				return err
+			}
+			addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.IsLinkLocalUnicast() {
+					out = ip
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if !out.IsValid() {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if !out.IsValid() {
+		e.t.Fatal("the bridge abbr0 has no link-local IPv6 address")
+	}
+	return out
 }
