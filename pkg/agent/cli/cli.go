@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
@@ -136,10 +137,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		TokenFile: f.tokenFile, CAFile: f.caFile, APIServer: server, Logger: log,
 	}
 	o := agent.Options{
-		Config:            cfg,
-		NodeName:          f.nodeName,
-		Client:            cs,
-		Probe:             agent.WithHostBinaries(productionProbe, f.hostRoot),
+		Config:   cfg,
+		NodeName: f.nodeName,
+		Client:   cs,
+		Probe: agent.HostProbe{Exe: "/proc/self/exe", HostRoot: f.hostRoot, Logger: log,
+			Fallback: agent.WithHostBinaries(productionProbe, f.hostRoot)}.Func(),
 		Installer:         inst,
 		Logger:            log,
 		HostRoot:          f.hostRoot,
@@ -194,12 +196,20 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "agent config file (backend preference order); defaults apply when the file is missing")
 	hostRoot := fs.String("host-root", kata.DefaultHostRoot, "where the host's / is mounted (host iptables binaries); / when run on the host")
+	// --raw is the agent's own call into the host root (agent.HostProbe):
+	// the given backends and families, results as a JSON list, nothing else.
+	raw := fs.Bool("raw", false, "internal: probe --backends for --families in this root and print the results as JSON")
+	rawBackends := fs.String("backends", "", "with --raw: comma-separated backends")
+	rawFamilies := fs.String("families", "ipv4", "with --raw: comma-separated families (ipv4, ipv6)")
 	ipv6Disabled := fs.String("ipv6-disabled-sysctl", agent.DefaultIPv6DisabledPath, "the host's disable_ipv6 sysctl: 0 means backends are probed for IPv4 and IPv6")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *raw {
+		return rawProbe(ctx, *rawBackends, *rawFamilies, stdout, stderr)
 	}
 	cfg, err := agent.LoadConfig(*cfgPath, true)
 	if err != nil {
@@ -210,7 +220,8 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "node-agent probe: %v; probing IPv4 only\n", err)
 	}
-	res := agent.WithHostBinaries(productionProbe, *hostRoot)(ctx, cfg.Backends, families)
+	res := agent.HostProbe{Exe: "/proc/self/exe", HostRoot: *hostRoot, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+		Fallback: agent.WithHostBinaries(productionProbe, *hostRoot)}.Func()(ctx, cfg.Backends, families)
 	out := probeOutput{EgressRedirect: agent.BackendNone, Families: families, Results: res}
 	if w := (nodestate.State{Results: res}).Working(cfg.Backends); len(w) > 0 {
 		out.EgressRedirect, out.Capable = w[0], true
@@ -222,6 +233,30 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if !out.Capable {
 		return 3
+	}
+	return 0
+}
+
+// rawProbe runs the real capability probe in the current root (the host's,
+// when the agent chroots into it) and prints []nodestate.BackendResult.
+func rawProbe(ctx context.Context, backends, families string, stdout, stderr io.Writer) int {
+	if backends == "" {
+		fmt.Fprintln(stderr, "node-agent probe --raw: --backends is required")
+		return 2
+	}
+	var fams []redirect.Family
+	for _, f := range strings.Split(families, ",") {
+		switch redirect.Family(f) {
+		case redirect.IPv4, redirect.IPv6:
+			fams = append(fams, redirect.Family(f))
+		default:
+			fmt.Fprintf(stderr, "node-agent probe --raw: --families: unknown family %q: allowed values are ipv4, ipv6\n", f)
+			return 2
+		}
+	}
+	res := productionProbe(ctx, strings.Split(backends, ","), fams)
+	if err := json.NewEncoder(stdout).Encode(res); err != nil {
+		return 1
 	}
 	return 0
 }
