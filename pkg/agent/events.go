@@ -75,7 +75,7 @@ func (a *Agent) HandlePluginEvent(ev pluginevents.Event) {
 	switch {
 	case ev.Result == "success" && ev.Mode == "cooperative":
 		typ := corev1.EventTypeNormal
-		if ev.Reason == "auto-incapable-node" {
+		if ev.Reason == "auto-incapable-node" || ev.Reason == "vm-runtime-class" {
 			typ = corev1.EventTypeWarning
 		}
 		msg := fmt.Sprintf("egress mode cooperative (no redirect), reason %s: the AuthBridge sidecar sees only traffic the application sends to it; see %s", orUnknown(ev.Reason), config.SecurityModelDoc)

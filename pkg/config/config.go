@@ -71,6 +71,11 @@ type Policy struct {
 	// SidecarContainerNames recognise an AuthBridge pod: a container (or a
 	// native sidecar init container) with one of these names.
 	SidecarContainerNames []string `json:"sidecarContainerNames,omitempty"`
+	// VMRuntimeClasses name the RuntimeClasses whose pods run in a VM
+	// sandbox (Kata, peer-pods): their traffic leaves the guest through tc
+	// redirection below the pod netns's netfilter, so the plugin's rules
+	// cannot enforce anything for them. An entry ending in "*" is a prefix.
+	VMRuntimeClasses []string `json:"vmRuntimeClasses,omitempty"`
 
 	ProxyUID             uint32   `json:"proxyUID,omitempty"`
 	OutboundPort         uint16   `json:"outboundPort,omitempty"`
@@ -94,6 +99,23 @@ type Policy struct {
 // DefaultSidecarContainerName is the AuthBridge sidecar's container name.
 const DefaultSidecarContainerName = "authbridge-proxy"
 
+// DefaultVMRuntimeClasses matches Kata's RuntimeClasses (kata, kata-qemu,
+// kata-clh, kata-qemu-tdx, kata-remote for peer-pods, ...).
+const DefaultVMRuntimeClasses = "kata*"
+
+// IsVMRuntimeClass reports whether a pod's runtimeClassName is a VM sandbox.
+func (p Policy) IsVMRuntimeClass(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range p.VMRuntimeClasses {
+		if c == name || (strings.HasSuffix(c, "*") && strings.HasPrefix(name, strings.TrimSuffix(c, "*"))) {
+			return true
+		}
+	}
+	return false
+}
+
 // WithDefaults fills every unset field with its strict default.
 func (p Policy) WithDefaults() Policy {
 	if p.DefaultMode == "" {
@@ -104,6 +126,9 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if len(p.SidecarContainerNames) == 0 {
 		p.SidecarContainerNames = []string{DefaultSidecarContainerName}
+	}
+	if len(p.VMRuntimeClasses) == 0 {
+		p.VMRuntimeClasses = []string{DefaultVMRuntimeClasses}
 	}
 	if p.ProxyUID == 0 {
 		p.ProxyUID = redirect.DefaultProxyUID
@@ -149,6 +174,11 @@ func (p Policy) Validate() error {
 			return fmt.Errorf("field backends: %q listed twice", b)
 		}
 		seen[b] = true
+	}
+	for _, c := range p.VMRuntimeClasses {
+		if c == "" || c == "*" {
+			return fmt.Errorf("field vmRuntimeClasses: %q: list RuntimeClass names (a trailing * is a prefix, default %q); \"*\" would mark every pod as a VM sandbox", c, DefaultVMRuntimeClasses)
+		}
 	}
 	for _, n := range p.SidecarContainerNames {
 		if n == "" {

@@ -111,6 +111,7 @@ logLevel: debug
 			AcknowledgeCooperativeRisks: SecurityModelVersion,
 			Backends:                    []string{"iptables-nft", "nftables"},
 			SidecarContainerNames:       []string{"authbridge-proxy", "envoy-proxy"},
+			VMRuntimeClasses:            []string{DefaultVMRuntimeClasses},
 			ProxyUID:                    1500,
 			OutboundPort:                15001,
 			InboundRedirect:             true,

@@ -33,6 +33,9 @@ const (
 	ReasonClusterDefault     Reason = "cluster-default"
 	ReasonAutoIncapableNode  Reason = "auto-incapable-node"
 	ReasonNoSidecar          Reason = "no-sidecar"
+	// ReasonVMRuntimeClass: an auto pod in a VM sandbox (Kata), where rules
+	// in the pod netns cannot see the guest's traffic.
+	ReasonVMRuntimeClass Reason = "vm-runtime-class"
 )
 
 // Decision is the outcome of Decide.
@@ -100,6 +103,17 @@ func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *no
 				pod.Namespace, pod.Name, why, config.ModeEnforceRedirect, config.SecurityModelVersion, config.SecurityModelDoc)
 		}
 		return Decision{Mode: ModeCooperative, Reason: r, Requested: requested}, nil
+	}
+	if rc := pod.Spec.RuntimeClassName; rc != nil && policy.IsVMRuntimeClass(*rc) && requested != config.ModeNone {
+		// Rules in the pod netns would be programmed and verified, yet the
+		// guest's packets bypass them (tc redirection below netfilter):
+		// reporting such a pod as enforced would be a lie.
+		why := fmt.Sprintf("runtime class %q runs the pod in a VM sandbox whose traffic bypasses netfilter in the pod's network namespace, so authbridge-cni cannot enforce egress for it", *rc)
+		if requested == config.ModeAuto {
+			return cooperative(ReasonVMRuntimeClass, fmt.Sprintf("egress enforcement %q (from %s): %s", config.ModeAuto, where, why))
+		}
+		return Decision{}, fmt.Errorf("pod %s/%s needs egress enforcement %q (from %s) but %s; redirect inside the guest instead (AuthBridge's proxy-init in the pod, which a VM sandbox permits), or use %q with allowCooperative (see %s); vmRuntimeClasses in the agent config lists these classes",
+			pod.Namespace, pod.Name, requested, where, why, config.ModeAuto, config.SecurityModelDoc)
 	}
 	switch requested {
 	case config.ModeNone:

@@ -24,6 +24,11 @@ func abPod(annotations map[string]string) *corev1.Pod {
 	}
 }
 
+func withRuntimeClass(p *corev1.Pod, rc string) *corev1.Pod {
+	p.Spec.RuntimeClassName = &rc
+	return p
+}
+
 func policy(mut func(*config.Policy)) config.Policy {
 	p := config.Policy{}
 	if mut != nil {
@@ -126,6 +131,21 @@ func TestDecide(t *testing.T) {
 			wantErr: []string{"no redirect backend works", "nftables: netlink: operation not supported", "iptables-legacy: can't initialize"}},
 		{name: "enforce without node state", pod: abPod(nil), policy: policy(nil), state: nil,
 			wantErr: []string{"node state"}},
+		// VM sandboxes: rules in the pod netns never see the guest's traffic.
+		{name: "enforce in a Kata pod fails closed", pod: withRuntimeClass(abPod(nil), "kata-qemu"), policy: policy(allowCoop), state: capable,
+			wantErr: []string{"team/agent", `runtime class "kata-qemu"`, "VM sandbox", "bypasses netfilter", "proxy-init", "vmRuntimeClasses"}},
+		{name: "auto in a peer-pods pod is cooperative when allowed", pod: withRuntimeClass(abPod(ann("auto")), "kata-remote"), policy: policy(allowCoop), state: capable,
+			want: Decision{Mode: ModeCooperative, Reason: ReasonVMRuntimeClass, Requested: config.ModeAuto}},
+		{name: "auto in a Kata pod fails when cooperative is not allowed", pod: withRuntimeClass(abPod(ann("auto")), "kata"), policy: policy(nil), state: capable,
+			wantErr: []string{"VM sandbox", "not allowed", "allowCooperative"}},
+		{name: "none in a Kata pod is plain cooperative", pod: withRuntimeClass(abPod(ann("none")), "kata"), policy: policy(allowCoop), state: capable,
+			want: Decision{Mode: ModeCooperative, Reason: ReasonAnnotation, Requested: config.ModeNone}},
+		{name: "a runc RuntimeClass is enforced", pod: withRuntimeClass(abPod(nil), "runc-hardened"), policy: policy(nil), state: capable,
+			want: Decision{Mode: ModeEnforceRedirect, Reason: ReasonClusterDefault, Requested: config.ModeEnforceRedirect,
+				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
+		{name: "vmRuntimeClasses is configurable (exact names)", pod: withRuntimeClass(abPod(nil), "gvisor-vm"), state: capable,
+			policy:  policy(func(p *config.Policy) { p.VMRuntimeClasses = []string{"gvisor-vm"} }),
+			wantErr: []string{`runtime class "gvisor-vm"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
