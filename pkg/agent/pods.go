@@ -28,17 +28,18 @@ type sandboxState struct {
 	Mode      string `json:"mode"`
 }
 
-// sandboxIndex reads every container state file.
-func sandboxIndex(stateDir string) (byUID, byName map[string]sandboxState, err error) {
-	byUID, byName = map[string]sandboxState{}, map[string]sandboxState{}
+// readSandboxStates reads every container state file the plugin wrote,
+// keyed by file name; files removed or half-written meanwhile are skipped.
+func readSandboxStates(stateDir string) (map[string]sandboxState, error) {
 	dir := filepath.Join(stateDir, ContainersDir)
 	ents, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
-		return byUID, byName, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("read plugin state dir %s: %w", dir, err)
+		return nil, fmt.Errorf("read plugin state dir %s: %w", dir, err)
 	}
+	out := map[string]sandboxState{}
 	for _, e := range ents {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
 			continue
@@ -51,6 +52,19 @@ func sandboxIndex(stateDir string) (byUID, byName map[string]sandboxState, err e
 		if json.Unmarshal(b, &s) != nil {
 			continue
 		}
+		out[e.Name()] = s
+	}
+	return out, nil
+}
+
+// sandboxIndex indexes the container state files by pod UID and name.
+func sandboxIndex(stateDir string) (byUID, byName map[string]sandboxState, err error) {
+	states, err := readSandboxStates(stateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	byUID, byName = map[string]sandboxState{}, map[string]sandboxState{}
+	for _, s := range states {
 		if s.PodUID != "" {
 			byUID[s.PodUID] = s
 		}
@@ -200,25 +214,13 @@ func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 // cooperative, skipped), one per pod (by podUID, else namespace/name, else
 // sandbox) however many sandbox files it has.
 func PodsPerMode(stateDir string) (map[string]int, error) {
-	dir := filepath.Join(stateDir, ContainersDir)
-	ents, err := os.ReadDir(dir)
-	if err != nil && !os.IsNotExist(err) {
-		return nil, fmt.Errorf("read plugin state dir %s: %w", dir, err)
+	states, err := readSandboxStates(stateDir)
+	if err != nil {
+		return nil, err
 	}
 	modes := map[string]string{} // pod key -> mode
-	for _, e := range ents {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue // removed by a concurrent DEL
-		}
-		var s sandboxState
-		if json.Unmarshal(b, &s) != nil {
-			continue
-		}
-		key := "sandbox/" + e.Name()
+	for file, s := range states {
+		key := "sandbox/" + file
 		switch {
 		case s.PodUID != "":
 			key = "uid/" + s.PodUID

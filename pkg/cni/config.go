@@ -219,7 +219,7 @@ func checkKeyCase(stdin []byte) error {
 		return nil // the strict decode reports what is wrong
 	}
 	known := map[string]bool{}
-	jsonKeys(reflect.TypeFor[Conf](), known)
+	config.JSONKeys(reflect.TypeFor[Conf](), known)
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -232,24 +232,6 @@ func checkKeyCase(stdin []byte) error {
 		}
 	}
 	return nil
-}
-
-// jsonKeys collects a struct's JSON keys, descending into embedded structs.
-func jsonKeys(t reflect.Type, into map[string]bool) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if f.Anonymous && name == "" {
-			jsonKeys(f.Type, into)
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		if name != "-" && f.IsExported() {
-			into[name] = true
-		}
-	}
 }
 
 // jsonField drops the embedded Go struct names encoding/json puts in the

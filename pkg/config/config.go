@@ -432,7 +432,7 @@ func checkKeyCase(data []byte) error {
 		return nil // not an object: the strict decode reports it
 	}
 	known := map[string]bool{}
-	jsonKeys(reflect.TypeFor[Agent](), known)
+	JSONKeys(reflect.TypeFor[Agent](), known)
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -446,14 +446,14 @@ func checkKeyCase(data []byte) error {
 	return nil
 }
 
-// jsonKeys collects the JSON key names of a struct, descending into embedded
-// (inline) structs.
-func jsonKeys(t reflect.Type, into map[string]bool) {
+// JSONKeys collects the JSON key names of a struct, descending into embedded
+// (inline) structs; the strict parsers here and in pkg/cni use it.
+func JSONKeys(t reflect.Type, into map[string]bool) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if f.Anonymous && name == "" {
-			jsonKeys(f.Type, into)
+			JSONKeys(f.Type, into)
 			continue
 		}
 		if name == "" {

@@ -507,7 +507,7 @@ func FuzzParseAgent(f *testing.F) {
 // parser accepts, and nothing it refuses.
 func TestConfigTablesListEveryKey(t *testing.T) {
 	known := map[string]bool{}
-	jsonKeys(reflect.TypeFor[Agent](), known)
+	JSONKeys(reflect.TypeFor[Agent](), known)
 	for _, doc := range []struct{ file, section string }{{"../../README.md", "## Configuration"}, {"../../docs/operations.md", "| Key | Default | Meaning |"}} {
 		b, err := os.ReadFile(doc.file)
 		if err != nil {
