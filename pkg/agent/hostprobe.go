@@ -25,6 +25,10 @@ const HostProbePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 // run as the child instead of re-running itself.
 const HostProbeChildEnv = "AUTHBRIDGE_HOST_PROBE_CHILD"
 
+// HostProbeChildChroot is HostProbeChildEnv's value for a chrooted child in
+// its own mount namespace: it mounts its own /proc before probing.
+const HostProbeChildChroot = "chroot"
+
 // HostProbe runs the capability probe as the plugin will meet the node:
 // it re-executes the agent binary (`node-agent probe --raw`) chrooted into
 // the host's root, so the iptables backends are proven with the HOST's
@@ -84,7 +88,13 @@ func (h HostProbe) Run(ctx context.Context, backends []string, families []redire
 	}
 	cmd.Dir = "/"
 	if h.HostRoot != "" && h.HostRoot != "/" {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: h.HostRoot}
+		// The host's /proc belongs to the host's PID namespace, where the
+		// agent's PIDs mean nothing; the netns helpers address threads by
+		// /proc/<pid>/task/<tid>. So the child gets a mount namespace of its
+		// own (Go makes it recursively private: nothing propagates to the
+		// host or the agent) and mounts a procfs of its PID namespace there.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: h.HostRoot, Unshareflags: syscall.CLONE_NEWNS}
+		cmd.Env[1] = HostProbeChildEnv + "=" + HostProbeChildChroot
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

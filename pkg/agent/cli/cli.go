@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -252,6 +253,15 @@ func rawProbe(ctx context.Context, backends, families string, stdout, stderr io.
 		default:
 			fmt.Fprintf(stderr, "node-agent probe --raw: --families: unknown family %q: allowed values are ipv4, ipv6\n", f)
 			return 2
+		}
+	}
+	if os.Getenv(agent.HostProbeChildEnv) == agent.HostProbeChildChroot {
+		// In the host's root, in a private mount namespace (agent.HostProbe):
+		// a procfs of our own PID namespace, so /proc/<pid>/task/<tid> names
+		// our threads.
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			fmt.Fprintf(stderr, "node-agent probe --raw: mount /proc in the host root: %v\n", err)
+			return 1
 		}
 	}
 	res := productionProbe(ctx, strings.Split(backends, ","), fams)

@@ -53,6 +53,11 @@ var nodeAgent = sync.OnceValues(func() ([]byte, error) {
 func hostRoot(t *testing.T, binds ...string) string {
 	t.Helper()
 	root := t.TempDir()
+	// An empty /proc, as the host's procfs looks to a process of another PID
+	// namespace (the agent's): the probe child must mount its own.
+	if err := os.Mkdir(filepath.Join(root, "proc"), 0o555); err != nil {
+		t.Fatal(err)
+	}
 	for _, l := range []string{"bin", "lib", "lib64", "sbin"} {
 		if err := os.Symlink("usr/"+l, filepath.Join(root, l)); err != nil {
 			t.Fatal(err)
@@ -94,14 +99,14 @@ func TestHostProbeUsesHostRootBinaries(t *testing.T) {
 	ctx := context.Background()
 	fams := []redirect.Family{redirect.IPv4, redirect.IPv6}
 
-	full := agent.HostProbe{Exe: "/node-agent", HostRoot: hostRoot(t, "/usr", "/proc", "/dev", "/run"), Fallback: failingFallback(t)}
+	full := agent.HostProbe{Exe: "/node-agent", HostRoot: hostRoot(t, "/usr", "/dev", "/run"), Fallback: failingFallback(t)}
 	for _, r := range full.Func()(ctx, redirect.AllBackends, fams) {
 		if !r.Works {
 			t.Errorf("host root with /usr: %s fails: %s", r.Backend, r.Error)
 		}
 	}
 
-	bare := agent.HostProbe{Exe: "/node-agent", HostRoot: hostRoot(t, "/proc", "/dev", "/run"), Fallback: failingFallback(t)}
+	bare := agent.HostProbe{Exe: "/node-agent", HostRoot: hostRoot(t, "/dev", "/run"), Fallback: failingFallback(t)}
 	res := bare.Func()(ctx, redirect.AllBackends, fams)
 	for _, r := range res {
 		switch {
