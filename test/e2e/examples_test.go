@@ -70,7 +70,9 @@ func TestExamplesApplied(t *testing.T) {
 		t.Run(c.app, func(t *testing.T) {
 			pod := e.waitDeploymentPod(t, c.ns, c.app)
 			if c.redirected {
-				eventually(t, time.Minute, "app call redirected to the sidecar", func() error { return e.redirectWorks(c.ns, pod, url) })
+				// get-direct ignores HTTP_PROXY (the auto example sets it for
+				// its cooperative fallback): only the redirect catches it.
+				eventually(t, time.Minute, "app call redirected to the sidecar", func() error { return e.directCallRedirected(c.ns, pod, url) })
 				return
 			}
 			t.Logf("cooperative event: %s", e.waitEvent(t, c.ns, pod, "reason "+c.coopReason))
@@ -81,7 +83,7 @@ func TestExamplesApplied(t *testing.T) {
 			// Not redirected: the sidecar sees nothing. The NetworkPolicy may
 			// or may not let the direct call out (kind's CNI does not enforce
 			// NetworkPolicy), so only the absence of redirection is asserted.
-			_, _ = e.podExec(c.ns, pod, "app", "/netcheck", "get", url)
+			_, _ = e.podExec(c.ns, pod, "app", "/netcheck", "get-direct", url)
 			if after, err := e.recordCount(c.ns, pod); err != nil || after != before {
 				t.Fatalf("cooperative pod's call reached the sidecar (%d -> %d, %v): it was redirected", before, after, err)
 			}
@@ -91,6 +93,22 @@ func TestExamplesApplied(t *testing.T) {
 			}
 		})
 	}
+}
+
+// directCallRedirected makes the app call url ignoring HTTP_PROXY and checks
+// the call arrived at the pod's sidecar.
+func (e *env) directCallRedirected(ns, pod, url string) error {
+	before, err := e.recordCount(ns, pod)
+	if err != nil {
+		return err
+	}
+	if out, err := e.podExec(ns, pod, "app", "/netcheck", "get-direct", url); err != nil {
+		return fmt.Errorf("app GET %s: %v: %s", url, err, out)
+	}
+	if after, err := e.recordCount(ns, pod); err != nil || after != before+1 {
+		return fmt.Errorf("app GET %s: sidecar records %d -> %d (%v), want one more (the call was not redirected)", url, before, after, err)
+	}
+	return nil
 }
 
 // waitDeploymentPod waits for a Running, Ready pod of the Deployment (label

@@ -33,8 +33,12 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		serve()
-	case "get":
+	case "get", "get-direct":
 		c := &http.Client{Timeout: 5 * time.Second}
+		if os.Args[1] == "get-direct" {
+			// An app that ignores HTTP_PROXY: only the redirect can catch it.
+			c.Transport = &http.Transport{Proxy: nil}
+		}
 		resp, err := c.Get(arg(2))
 		if err != nil {
 			fail("get: %v", err)
