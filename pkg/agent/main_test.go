@@ -30,17 +30,7 @@ import (
 var srv *apiserver.Server
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	s, err := apiserver.New(ctx, apiserver.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kube-apiserver harness:", err)
-		os.Exit(1)
-	}
-	srv = s
-	code := m.Run()
-	s.Stop()
-	os.Exit(code)
+	os.Exit(apiserver.RunTests(m, func(s *apiserver.Server) { srv = s }))
 }
 
 func admin(t *testing.T) kubernetes.Interface {

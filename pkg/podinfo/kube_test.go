@@ -2,7 +2,6 @@ package podinfo
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,17 +21,7 @@ import (
 var srv *apiserver.Server
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	s, err := apiserver.New(ctx, apiserver.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start kube-apiserver:", err)
-		os.Exit(1)
-	}
-	srv = s
-	code := m.Run()
-	srv.Stop()
-	os.Exit(code)
+	os.Exit(apiserver.RunTests(m, func(s *apiserver.Server) { srv = s }))
 }
 
 func writeKubeconfig(t *testing.T, data []byte) string {

@@ -178,14 +178,18 @@ func (tp *Topology) ServeRedirect(t testing.TB, port uint16) {
 		listenIn(t, tp.Pod, "tcp4", "127.0.0.1:"+p).(net.Listener),
 		listenIn(t, tp.Pod, "tcp6", "[::1]:"+p).(net.Listener),
 	} {
-		go serveTCP(l, func(c *net.TCPConn) string {
-			od, err := redirect.OriginalDst(c)
-			if err != nil {
-				return "redirected error " + err.Error()
-			}
-			return "redirected " + od.String()
-		})
+		go serveTCP(l, redirectedLine)
 	}
+}
+
+// redirectedLine names the connection's original destination, as the
+// proxy's transparent listener would learn it.
+func redirectedLine(c *net.TCPConn) string {
+	od, err := redirect.OriginalDst(c)
+	if err != nil {
+		return "redirected error " + err.Error()
+	}
+	return "redirected " + od.String()
 }
 
 // ServeInbound starts the stand-in for the proxy's inbound listener in the
@@ -196,13 +200,7 @@ func (tp *Topology) ServeInbound(t testing.TB, port uint16) {
 	p := strconv.Itoa(int(port))
 	for _, nw := range []string{"tcp4", "tcp6"} {
 		l := listenIn(t, tp.Pod, nw, ":"+p).(net.Listener)
-		go serveTCP(l, func(c *net.TCPConn) string {
-			od, err := redirect.OriginalDst(c)
-			if err != nil {
-				return "redirected error " + err.Error()
-			}
-			return "redirected " + od.String()
-		})
+		go serveTCP(l, redirectedLine)
 	}
 }
 

@@ -94,6 +94,22 @@ type Server struct {
 	stopOnce   sync.Once
 }
 
+// RunTests is a package's TestMain body: one server for all its tests (start
+// up takes ~10 s), handed to set before m.Run and stopped after. It returns
+// the exit code for os.Exit.
+func RunTests(m *testing.M, set func(*Server)) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	s, err := New(ctx, Options{})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kube-apiserver harness:", err)
+		return 1
+	}
+	defer s.Stop()
+	set(s)
+	return m.Run()
+}
+
 // Start runs a server for one test and stops it at t.Cleanup. It fails the
 // test (never skips) when the binaries cannot be found or built.
 func Start(t testing.TB) *Server {
