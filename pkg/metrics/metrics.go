@@ -89,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"mode"}),
 		CooperativePods: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "cooperative_pods_total",
-			Help: "Successful ADDs of AuthBridge pods left in cooperative mode (no redirect), by reason: annotation, namespace-configmap, cluster-default, auto-incapable-node.",
+			Help: "Successful ADDs of AuthBridge pods left in cooperative mode (no redirect), by reason: annotation, namespace-configmap, cluster-default, auto-incapable-node, vm-runtime-class.",
 		}, []string{"reason"}),
 		ConflistReinsertions: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "conflist_reinsertions_total",
@@ -101,7 +101,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		ConfigWeakenings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "config_weakenings",
-			Help: "1 for each configuration setting that weakens enforcement (allowCooperative, defaultMode=..., excludeOutboundCIDRs, excludeOutboundPorts), and for the AUTHBRIDGE_PROBE_FORCE_FAIL test knob when set.",
+			Help: "1 for each configuration setting that weakens enforcement (allowCooperative, defaultMode=..., excludeOutboundCIDRs, excludeOutboundPorts, allowedPodNameservers), and for the AUTHBRIDGE_PROBE_FORCE_FAIL test knob when set.",
 		}, []string{"setting"}),
 		PodsWithoutRules: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "pods_without_rules",
@@ -157,7 +157,7 @@ func (m *Metrics) ObservePluginEvent(ev pluginevents.Event) {
 	mode := oneOf(ev.Mode, "enforce-redirect", "cooperative", "skipped")
 	m.CNIPods.WithLabelValues(mode).Inc()
 	if mode == "cooperative" {
-		m.CooperativePods.WithLabelValues(oneOf(ev.Reason, "annotation", "namespace-configmap", "cluster-default", "auto-incapable-node")).Inc()
+		m.CooperativePods.WithLabelValues(oneOf(ev.Reason, "annotation", "namespace-configmap", "cluster-default", "auto-incapable-node", "vm-runtime-class")).Inc()
 	}
 }
 
