@@ -327,7 +327,12 @@ func HelperMain() {
 const clientTimeout = 3 * time.Second
 
 func tcpClient(addr string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, clientTimeout)
+	return dialReadLine(net.Dialer{Timeout: clientTimeout}, addr)
+}
+
+// dialReadLine connects with d and returns the one line the server sends.
+func dialReadLine(d net.Dialer, addr string) (string, error) {
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return "", err
 	}
@@ -355,17 +360,7 @@ func tcpMarkClient(addr string, mark uint32) (string, error) {
 		}
 		return nil
 	}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(clientTimeout))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return "", fmt.Errorf("read from %s: %w", addr, err)
-	}
-	return strings.TrimSpace(line), nil
+	return dialReadLine(d, addr)
 }
 
 // pingClient sends one ICMP (or ICMPv6) echo request to addr (an IP address)
