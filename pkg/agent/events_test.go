@@ -146,8 +146,19 @@ func TestPodsWithoutRules(t *testing.T) {
 	h.start(t)
 	h.waitReady(t)
 
+	// The gauge is set first, then the Events are written and the repair
+	// done: wait for the whole check to have run before asserting on it.
 	waitFor(t, 10*time.Second, func() (bool, string) {
-		return h.scrape(t)["authbridge_pods_without_rules"] == 2, "pods_without_rules gauge"
+		m := h.scrape(t)
+		if m["authbridge_pods_without_rules"] != 2 || m["authbridge_pods_repaired_total"] != 1 {
+			return false, "pods_without_rules gauge 2 and pods_repaired_total 1"
+		}
+		for _, p := range []string{"missing", "orphan"} {
+			if len(eventsWithReason(events(t, cs, ns, "Pod", p), ReasonEgressRulesMissing)) == 0 {
+				return false, p + " " + ReasonEgressRulesMissing + " event"
+			}
+		}
+		return true, ""
 	})
 	for _, p := range []string{"missing", "orphan"} {
 		if n := len(eventsWithReason(events(t, cs, ns, "Pod", p), ReasonEgressRulesMissing)); n != 1 {
