@@ -4,6 +4,7 @@
 //	node-agent probe [flags]   probe the redirect backends once, print JSON
 //	node-agent version
 //	node-agent kata ...        Kata policy tools (node-agent kata help)
+//	node-agent validate [flags] in-pod check that egress is redirected (init container)
 package main
 
 import (

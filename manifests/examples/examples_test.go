@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/podinfo"
 )
 
 const (
@@ -410,5 +411,52 @@ func TestStrictDecodeCatchesTypos(t *testing.T) {
 		if _, _, err := strict.Decode(bad, nil, nil); err == nil {
 			t.Errorf("strict decode accepted the typo %q", typo[1])
 		}
+	}
+}
+
+// TestValidatorExample: the injector snippet (manifests/examples/validator)
+// puts node-agent validate first, unprivileged, before a native sidecar the
+// plugin recognises, and runs the UDP check too.
+func TestValidatorExample(t *testing.T) {
+	r := render(t, "validator")
+	if len(r.deployments) != 1 {
+		t.Fatalf("want 1 Deployment, got %d", len(r.deployments))
+	}
+	d := r.deployments[0]
+	spec := d.Spec.Template.Spec
+	if !requiresCapableNode(spec.Affinity) {
+		t.Errorf("%s lacks the required nodeAffinity %s In [true]", d.Name, capableLabel)
+	}
+	if !podinfo.IsAuthBridgePod(&corev1.Pod{Spec: spec}, []string{config.DefaultSidecarContainerName}) {
+		t.Fatalf("%s is not recognised as an AuthBridge pod", d.Name)
+	}
+	if len(spec.InitContainers) != 2 || spec.InitContainers[0].Name != "authbridge-validate" || spec.InitContainers[1].Name != config.DefaultSidecarContainerName {
+		t.Fatalf("init containers must be [authbridge-validate, %s] in that order", config.DefaultSidecarContainerName)
+	}
+	if p := spec.InitContainers[1].RestartPolicy; p == nil || *p != corev1.ContainerRestartPolicyAlways {
+		t.Errorf("%s must be a native sidecar (restartPolicy: Always) so it starts after the validator", config.DefaultSidecarContainerName)
+	}
+	v := spec.InitContainers[0]
+	if !slices.Equal(v.Command, []string{"/opt/authbridge/bin/node-agent", "validate", "--check-udp"}) {
+		t.Errorf("validator command = %v", v.Command)
+	}
+	if !strings.HasPrefix(v.Image, "ghcr.io/kagenti/authbridge-node:") {
+		t.Errorf("validator image %q: want the node agent image (the validator is its subcommand)", v.Image)
+	}
+	sc := v.SecurityContext
+	switch {
+	case sc == nil:
+		t.Fatal("validator has no securityContext")
+	case sc.RunAsUser == nil || *sc.RunAsUser == 0 || *sc.RunAsUser == 1337:
+		t.Error("validator must run as a fixed UID other than 0 and 1337")
+	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+		t.Error("validator allows privilege escalation")
+	case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Error("validator root filesystem is not read-only")
+	case sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0:
+		t.Error("validator must drop ALL capabilities and add none")
+	}
+	if v.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+		t.Errorf("validator terminationMessagePolicy = %q, want FallbackToLogsOnError so describe shows the reason", v.TerminationMessagePolicy)
 	}
 }

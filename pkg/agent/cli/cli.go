@@ -40,6 +40,8 @@ commands:
             (exit 0 if one works, 3 if none does)
   version   print the version
   kata      Kata agent policy tools (node-agent kata help)
+  validate  in-pod check, run as an unprivileged init container before the
+            sidecar: exit 0 only if this pod's egress is really redirected
 
 run 'node-agent <command> -h' for the command's flags
 `
@@ -60,6 +62,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "kata":
 		return kata.Main(ctx, args, stdout, stderr)
+	case "validate":
+		return validateCmd(ctx, args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0
