@@ -11,6 +11,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/utils"
 
+	"github.com/kagenti/authbridge-node/pkg/atomicfile"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
@@ -46,7 +47,7 @@ func containerStatePath(stateDir, containerID string) (string, error) {
 	return filepath.Join(stateDir, containersDir, containerID+".json"), nil
 }
 
-// writeContainerState replaces the file atomically (temp file + rename) so a
+// writeContainerState replaces the file under atomicfile's contract so a
 // concurrent CHECK or a crash never sees half a file.
 func writeContainerState(stateDir string, s ContainerState) error {
 	path, err := containerStatePath(stateDir, s.ContainerID)
@@ -61,24 +62,8 @@ func writeContainerState(stateDir string, s ContainerState) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create container state dir %s: %w", dir, err)
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-"+s.ContainerID+"-*")
-	if err != nil {
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return fmt.Errorf("write container state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write container state %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync container state %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write container state %s: %w", path, err)
 	}
 	return nil
 }

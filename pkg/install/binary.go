@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/kagenti/authbridge-node/pkg/atomicfile"
 )
 
 // InstallBinary copies src into binDir/name atomically (temp file in binDir,
@@ -35,7 +37,7 @@ func InstallBinary(src, binDir, name string) (changed bool, err error) {
 	} else if same {
 		return false, nil
 	}
-	if err := writeFileAtomic(dst, data, 0o755); err != nil {
+	if err := atomicfile.Write(dst, data, 0o755); err != nil {
 		return false, fmt.Errorf("install plugin binary: %w", err)
 	}
 	return true, nil
@@ -73,7 +75,7 @@ func RemoveBinary(binDir, name string) error {
 	if name == "" || name != filepath.Base(name) {
 		return fmt.Errorf("binary name %q: want a plain file name such as %q", name, PluginType)
 	}
-	if err := removeFile(filepath.Join(binDir, name)); err != nil {
+	if err := atomicfile.Remove(filepath.Join(binDir, name)); err != nil {
 		return fmt.Errorf("remove plugin binary: %w", err)
 	}
 	return nil

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/kagenti/authbridge-node/pkg/atomicfile"
 )
 
 // PluginType is the "type" of our conflist entry and the plugin binary's
@@ -280,7 +282,7 @@ func InstallEntry(o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("render %s: %w", c.path, err)
 	}
-	if err := writeFileAtomic(c.path, out, c.mode); err != nil {
+	if err := atomicfile.Write(c.path, out, c.mode); err != nil {
 		return Result{}, err
 	}
 	o.logger().Info("inserted authbridge-cni entry", "file", c.path, "replacedOld", removed)
@@ -330,13 +332,13 @@ func convert(o Options, c *confFile, entry json.RawMessage) (Result, error) {
 	}
 	// Backup first, then the conflist, then drop the original: at every
 	// step the lexically first file is a complete config.
-	if err := writeFileAtomic(backup, c.data, c.mode); err != nil {
+	if err := atomicfile.Write(backup, c.data, c.mode); err != nil {
 		return Result{}, err
 	}
-	if err := writeFileAtomic(target, out, c.mode); err != nil {
+	if err := atomicfile.Write(target, out, c.mode); err != nil {
 		return Result{}, err
 	}
-	if err := removeFile(c.path); err != nil {
+	if err := atomicfile.Remove(c.path); err != nil {
 		return Result{}, err
 	}
 	o.logger().Info("converted single-plugin config into a conflist with the authbridge-cni entry", "from", c.path, "file", target, "backup", backup)
@@ -402,7 +404,7 @@ func RemoveEntry(o Options) ([]string, error) {
 			errs = append(errs, fmt.Errorf("render %s: %w", c.path, err))
 			continue
 		}
-		if err := writeFileAtomic(c.path, out, c.mode); err != nil {
+		if err := atomicfile.Write(c.path, out, c.mode); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -445,19 +447,19 @@ func restore(o Options, c *confFile, rest []json.RawMessage) (string, error) {
 		// Someone changed the conflist since we made it: keep their
 		// version (minus our entry) and drop the outdated backup.
 		o.logger().Info("converted conflist was changed by someone else; keeping it and dropping the backup", "file", c.path, "backup", backup)
-		if err := removeFile(backup); err != nil {
+		if err := atomicfile.Remove(backup); err != nil {
 			return "", err
 		}
 		return "", nil
 	}
 	// The original first, so the lexically first file is always complete.
-	if err := writeFileAtomic(orig, data, c.mode); err != nil {
+	if err := atomicfile.Write(orig, data, c.mode); err != nil {
 		return "", err
 	}
-	if err := removeFile(c.path); err != nil {
+	if err := atomicfile.Remove(c.path); err != nil {
 		return "", err
 	}
-	if err := removeFile(backup); err != nil {
+	if err := atomicfile.Remove(backup); err != nil {
 		return "", err
 	}
 	o.logger().Info("restored single-plugin config", "file", orig, "removed", c.path)

@@ -18,6 +18,8 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kagenti/authbridge-node/pkg/atomicfile"
 )
 
 // DefaultTokenFile is where the kubelet projects the agent's
@@ -57,7 +59,7 @@ func WriteKubeconfig(path, server string, caData []byte, token string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create kubeconfig dir: %w", err)
 	}
-	return writeFileAtomic(path, data, 0o600)
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // jwtTimes returns the iat and exp claims of a JWT without verifying it

@@ -3,6 +3,8 @@ package install
 import (
 	"context"
 	"fmt"
+
+	"github.com/kagenti/authbridge-node/pkg/atomicfile"
 )
 
 // Install copies the binary, then inserts the entry: in this order, so a
@@ -43,7 +45,7 @@ func Uninstall(ctx context.Context, o Options) error {
 		return err
 	}
 	if o.KubeconfigPath != "" {
-		if err := removeFile(o.KubeconfigPath); err != nil {
+		if err := atomicfile.Remove(o.KubeconfigPath); err != nil {
 			return fmt.Errorf("remove plugin kubeconfig: %w", err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/kagenti/authbridge-node/pkg/atomicfile"
 	"github.com/kagenti/authbridge-node/policy"
 )
 
@@ -419,10 +420,10 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 	if !bytes.Equal(content, original) {
 		// Back up the configuration as it was (after a Kata upgrade
 		// rewrote it, that is the new baseline), then write the edits.
-		if err := writeFileAtomic(n.onHost(cfg+BackupSuffix), original, n.onHost(cfg)); err != nil {
+		if err := atomicfile.WriteLike(n.onHost(cfg+BackupSuffix), n.onHost(cfg), bytesWriter(original)); err != nil {
 			return nil, fmt.Errorf("back up configuration: %w", err)
 		}
-		if err := writeFileAtomic(n.onHost(cfg), content, n.onHost(cfg)); err != nil {
+		if err := atomicfile.WriteLike(n.onHost(cfg), n.onHost(cfg), bytesWriter(content)); err != nil {
 			return nil, fmt.Errorf("write configuration: %w", err)
 		}
 	}
@@ -447,7 +448,7 @@ func (n *NodeInstaller) writeInitrd(orig, dst string, member []byte) (bool, erro
 		return false, err
 	}
 	defer f.Close()
-	return true, writeStreamAtomic(n.onHost(dst), n.onHost(realOrig), func(w io.Writer) error {
+	return true, atomicfile.WriteLike(n.onHost(dst), n.onHost(realOrig), func(w io.Writer) error {
 		if _, err := io.Copy(w, f); err != nil {
 			return err
 		}
@@ -499,7 +500,7 @@ func (n *NodeInstaller) uninstallConfig(cfg string) error {
 		}
 		content = restored
 		generated = append(generated, a.Initrd)
-		if err := writeFileAtomic(n.onHost(cfg), content, n.onHost(cfg)); err != nil {
+		if err := atomicfile.WriteLike(n.onHost(cfg), n.onHost(cfg), bytesWriter(content)); err != nil {
 			return err
 		}
 		n.log().Info("kata policy uninstalled", "config", cfg, "hypervisor", a.Hypervisor, "initrd", orig)
@@ -530,47 +531,10 @@ func hashOf(file string, extra []byte) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-func writeFileAtomic(dst string, data []byte, modeFrom string) error {
-	return writeStreamAtomic(dst, modeFrom, func(w io.Writer) error {
+// bytesWriter is a WriteLike content function for data already in memory.
+func bytesWriter(data []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
-	})
-}
-
-// writeStreamAtomic writes dst through a temporary file in the same
-// directory and renames it into place, with the mode and owner of modeFrom,
-// so Kata never reads a half-written configuration or initrd.
-func writeStreamAtomic(dst, modeFrom string, write func(io.Writer) error) (err error) {
-	fi, err := os.Stat(modeFrom)
-	if err != nil {
-		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = write(tmp); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(fi.Mode().Perm()); err != nil {
-		return err
-	}
-	if st, ok := statOwner(fi); ok {
-		if err = tmp.Chown(st.uid, st.gid); err != nil {
-			return err
-		}
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
 }

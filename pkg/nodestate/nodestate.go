@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/kagenti/authbridge-node/pkg/atomicfile"
 )
 
 // FileName is the state file's name inside the agent's state dir.
@@ -68,8 +70,8 @@ func Read(path string) (State, error) {
 	return s, nil
 }
 
-// Write replaces the state file atomically (temp file, fsync, rename), so the
-// plugin never reads half a file.
+// Write replaces the state file under atomicfile's contract (the plugin
+// never reads half a file, and a crash keeps the old or the new one).
 func Write(path string, s State) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -78,24 +80,8 @@ func Write(path string, s State) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".node-state-*")
-	if err != nil {
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return fmt.Errorf("write node state: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write node state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync node state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return nil
 }
