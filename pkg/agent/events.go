@@ -12,6 +12,7 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
+	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
 // emit creates a core/v1 Event directly (no broadcaster: one API call per
@@ -66,24 +67,24 @@ func (a *Agent) listenPluginEvents(ctx context.Context, listening chan<- error) 
 // a slow API server never blocks the socket).
 func (a *Agent) HandlePluginEvent(ev pluginevents.Event) {
 	a.metrics.ObservePluginEvent(ev)
-	if ev.Op == "ADD" || ev.Op == "DEL" || ev.Op == "GC" {
+	if ev.Op == pluginevents.OpAdd || ev.Op == pluginevents.OpDel || ev.Op == pluginevents.OpGC {
 		a.UpdatePodsGauge()
 	}
-	if ev.Op != "ADD" || ev.Namespace == "" || ev.Pod == "" {
+	if ev.Op != pluginevents.OpAdd || ev.Namespace == "" || ev.Pod == "" {
 		return
 	}
 	switch {
-	case ev.Result == "success" && ev.Mode == "cooperative":
+	case ev.Result == pluginevents.Success && ev.Mode == podmode.Cooperative.Label():
 		typ := corev1.EventTypeNormal
-		if ev.Reason == "auto-incapable-node" || ev.Reason == "vm-runtime-class" {
+		if ev.Reason.Warns() {
 			typ = corev1.EventTypeWarning
 		}
-		msg := fmt.Sprintf("egress mode cooperative (no redirect), reason %s: the AuthBridge sidecar sees only traffic the application sends to it; see %s", orUnknown(ev.Reason), config.SecurityModelDoc)
+		msg := fmt.Sprintf("egress mode cooperative (no redirect), reason %s: the AuthBridge sidecar sees only traffic the application sends to it; see %s", orUnknown(string(ev.Reason)), config.SecurityModelDoc)
 		if ev.Message != "" {
 			msg += ": " + ev.Message
 		}
 		a.queuePodEvent(ev.Namespace, ev.Pod, typ, ReasonCooperativeEgress, msg)
-	case ev.Result == "failure" && (ev.Mode == "enforce-redirect" || ev.Mode == ""):
+	case ev.Result == pluginevents.Failure && (ev.Mode == podmode.EnforceRedirect.Label() || ev.Mode == ""):
 		msg := "egress enforcement (enforce-redirect) could not be set up; the pod's sandbox was not started"
 		if ev.Backend != "" {
 			msg += " (backend " + ev.Backend + ")"

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/metrics"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
 )
@@ -130,7 +131,7 @@ func TestPodsWithoutRules(t *testing.T) {
 
 	cfg := testConfig(t)
 	cfg.RepairPods = true
-	dir := filepath.Join(cfg.StateDir, ContainersDir)
+	dir := filepath.Join(cfg.StateDir, containerstate.Dir)
 	os.MkdirAll(dir, 0o700)
 	write := func(id string, v any) {
 		b, _ := json.Marshal(v)

@@ -2,68 +2,24 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/kagenti/authbridge-node/pkg/containerstate"
+	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
-// ContainersDir is the plugin's per-sandbox state directory inside the
-// state dir: one containers/<sandboxID>.json per successful ADD.
-const ContainersDir = "containers"
-
-// sandboxState is the part of the plugin's container state file the agent
-// reads. The sandbox ID is not in the pod status, so a file is matched to
-// a pod by podUID when the plugin records it, else by namespace and name.
-type sandboxState struct {
-	PodUID    string `json:"podUID,omitempty"`
-	Namespace string `json:"namespace,omitempty"`
-	Pod       string `json:"pod,omitempty"`
-	Mode      string `json:"mode"`
-}
-
-// readSandboxStates reads every container state file the plugin wrote,
-// keyed by file name; files removed or half-written meanwhile are skipped.
-func readSandboxStates(stateDir string) (map[string]sandboxState, error) {
-	dir := filepath.Join(stateDir, ContainersDir)
-	ents, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read plugin state dir %s: %w", dir, err)
-	}
-	out := map[string]sandboxState{}
-	for _, e := range ents {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue // removed by a concurrent DEL
-		}
-		var s sandboxState
-		if json.Unmarshal(b, &s) != nil {
-			continue
-		}
-		out[e.Name()] = s
-	}
-	return out, nil
-}
-
 // sandboxIndex indexes the container state files by pod UID and name.
-func sandboxIndex(stateDir string) (byUID, byName map[string]sandboxState, err error) {
-	states, err := readSandboxStates(stateDir)
+func sandboxIndex(stateDir string) (byUID, byName map[string]containerstate.Record, err error) {
+	states, err := containerstate.ReadAll(stateDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	byUID, byName = map[string]sandboxState{}, map[string]sandboxState{}
+	byUID, byName = map[string]containerstate.Record{}, map[string]containerstate.Record{}
 	for _, s := range states {
 		if s.PodUID != "" {
 			byUID[s.PodUID] = s
@@ -213,12 +169,12 @@ func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 // PodsPerMode counts the pods with plugin state per mode (enforce-redirect,
 // cooperative, skipped), one per pod (by podUID, else namespace/name, else
 // sandbox) however many sandbox files it has.
-func PodsPerMode(stateDir string) (map[string]int, error) {
-	states, err := readSandboxStates(stateDir)
+func PodsPerMode(stateDir string) (map[podmode.Mode]int, error) {
+	states, err := containerstate.ReadAll(stateDir)
 	if err != nil {
 		return nil, err
 	}
-	modes := map[string]string{} // pod key -> mode
+	modes := map[string]podmode.Mode{} // pod key -> mode
 	for file, s := range states {
 		key := "sandbox/" + file
 		switch {
@@ -229,7 +185,7 @@ func PodsPerMode(stateDir string) (map[string]int, error) {
 		}
 		modes[key] = s.Mode
 	}
-	out := map[string]int{}
+	out := map[podmode.Mode]int{}
 	for _, m := range modes {
 		out[m]++
 	}

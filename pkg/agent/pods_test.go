@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
 )
 
@@ -32,7 +33,7 @@ func setSandboxCreated(t *testing.T, cs kubernetes.Interface, p *corev1.Pod, at 
 
 func writeSandboxState(t *testing.T, stateDir, id string, v map[string]any) {
 	t.Helper()
-	dir := filepath.Join(stateDir, ContainersDir)
+	dir := filepath.Join(stateDir, containerstate.Dir)
 	os.MkdirAll(dir, 0o700)
 	b, _ := json.Marshal(v)
 	if err := os.WriteFile(filepath.Join(dir, id+".json"), b, 0o600); err != nil {
@@ -126,7 +127,7 @@ func TestPodsPerModeGauge(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, want(2, 1, 1))
 
-	os.Remove(filepath.Join(cfg.StateDir, ContainersDir, "s2.json"))
+	os.Remove(filepath.Join(cfg.StateDir, containerstate.Dir, "s2.json"))
 	if err := pluginevents.Send(h.a.SocketPath(), pluginevents.Event{Op: "DEL", Result: "success"}); err != nil {
 		t.Fatal(err)
 	}

@@ -176,34 +176,6 @@ func TestK8sArgs(t *testing.T) {
 	}
 }
 
-func TestContainerStateFiles(t *testing.T) {
-	dir := t.TempDir()
-	spec := redirect.DefaultSpec(redirect.IPv4, redirect.IPv6)
-	s := ContainerState{ContainerID: "abc", Mode: "enforce-redirect", Backend: redirect.BackendNFTables, Spec: &spec}
-	if err := writeContainerState(dir, s); err != nil {
-		t.Fatal(err)
-	}
-	got, err := readContainerState(dir, "abc")
-	if err != nil || got == nil || got.Backend != s.Backend || !reflect.DeepEqual(got.Spec.Families, spec.Families) {
-		t.Fatalf("read back %+v %v", got, err)
-	}
-	if _, err := readContainerState(dir, "../escape"); err == nil {
-		t.Fatal("container ID with a path accepted")
-	}
-	if got, err := readContainerState(dir, "missing"); got != nil || err != nil {
-		t.Fatalf("missing record: %+v %v", got, err)
-	}
-	if err := removeContainerState(dir, "abc"); err != nil {
-		t.Fatal(err)
-	}
-	if err := removeContainerState(dir, "abc"); err != nil {
-		t.Fatalf("second remove: %v", err)
-	}
-	if _, err := filepath.Glob(filepath.Join(dir, containersDir, "*")); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // FuzzParseConfig: no input panics; whatever is accepted is complete and
 // valid (defaults applied, policy valid, absolute paths).
 func FuzzParseConfig(f *testing.F) {

@@ -55,9 +55,11 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
 	"github.com/kagenti/authbridge-node/pkg/podinfo"
+	"github.com/kagenti/authbridge-node/pkg/podmode"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
@@ -98,22 +100,25 @@ func VersionInfo() version.PluginInfo { return version.PluginSupports(SupportedV
 
 // record is one invocation's outcome, logged and sent as an event.
 type record struct {
-	op, namespace, pod, container string
-	mode, reason, backend         string
-	attempts                      []string
-	start                         time.Time
-	err                           error
+	op                        pluginevents.Op
+	namespace, pod, container string
+	mode                      podmode.Mode
+	reason                    podmode.Reason
+	backend                   string
+	attempts                  []string
+	start                     time.Time
+	err                       error
 }
 
 func (p *Plugin) finish(conf *Conf, log *slog.Logger, r *record) {
 	d := time.Since(r.start)
 	attrs := []any{
-		"op", r.op, "container", r.container, "duration", d.String(), "seconds", d.Seconds(),
+		"op", string(r.op), "container", r.container, "duration", d.String(), "seconds", d.Seconds(),
 	}
 	if r.pod != "" {
 		attrs = append(attrs, "pod", r.namespace+"/"+r.pod)
 	}
-	for _, kv := range [][2]string{{"mode", r.mode}, {"reason", r.reason}, {"backend", r.backend}} {
+	for _, kv := range [][2]string{{"mode", string(r.mode)}, {"reason", string(r.reason)}, {"backend", r.backend}} {
 		if kv[1] != "" {
 			attrs = append(attrs, kv[0], kv[1])
 		}
@@ -121,17 +126,17 @@ func (p *Plugin) finish(conf *Conf, log *slog.Logger, r *record) {
 	if len(r.attempts) > 0 {
 		attrs = append(attrs, "failedBackends", r.attempts)
 	}
-	ev := pluginevents.Event{Op: r.op, Result: "success", Mode: r.mode, Reason: r.reason, Backend: r.backend,
+	ev := pluginevents.Event{Op: r.op, Result: pluginevents.Success, Reason: r.reason, Backend: r.backend,
 		Namespace: r.namespace, Pod: r.pod, Seconds: d.Seconds()}
-	if ev.Mode == string(podinfo.ModeSkip) {
-		ev.Mode = "skipped"
+	if r.mode != "" {
+		ev.Mode = r.mode.Label()
 	}
 	if r.err != nil {
-		ev.Result = "failure"
+		ev.Result = pluginevents.Failure
 		ev.Message = r.err.Error()
-		log.Error("authbridge-cni "+r.op+" failed", append(attrs, "error", r.err.Error())...)
+		log.Error("authbridge-cni "+string(r.op)+" failed", append(attrs, "error", r.err.Error())...)
 	} else {
-		log.Info("authbridge-cni "+r.op, attrs...)
+		log.Info("authbridge-cni "+string(r.op), attrs...)
 	}
 	if conf != nil {
 		sock := filepath.Join(conf.StateDir, pluginevents.SocketName)
@@ -158,11 +163,11 @@ func openLog(conf *Conf) (*slog.Logger, func()) {
 }
 
 // begin parses the config and opens the log for one invocation.
-func begin(op string, args *skel.CmdArgs) (*Conf, *slog.Logger, func(), *record, error) {
+func begin(op pluginevents.Op, args *skel.CmdArgs) (*Conf, *slog.Logger, func(), *record, error) {
 	r := &record{op: op, container: args.ContainerID, start: time.Now()}
 	var conf *Conf
 	var warn, err error
-	if op == "DEL" || op == "GC" {
+	if op == pluginevents.OpDel || op == pluginevents.OpGC {
 		// Teardown must not depend on the entry matching this binary.
 		conf, warn, err = ParseConfigLenient(args.StdinData)
 	} else {
@@ -171,18 +176,18 @@ func begin(op string, args *skel.CmdArgs) (*Conf, *slog.Logger, func(), *record,
 	log, closeLog := openLog(conf)
 	if err != nil {
 		r.err = err
-		log.Error("authbridge-cni "+op+" failed", "op", op, "container", args.ContainerID, "error", err.Error())
+		log.Error("authbridge-cni "+string(op)+" failed", "op", string(op), "container", args.ContainerID, "error", err.Error())
 		return nil, log, closeLog, r, err
 	}
 	if warn != nil {
-		log.Warn("authbridge-cni "+op+": the config would be refused by ADD; tearing down anyway", "op", op, "container", args.ContainerID, "error", warn.Error())
+		log.Warn("authbridge-cni "+string(op)+": the config would be refused by ADD; tearing down anyway", "op", string(op), "container", args.ContainerID, "error", warn.Error())
 	}
 	return conf, log, closeLog, r, nil
 }
 
 // Add implements CNI ADD.
 func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
-	conf, log, closeLog, r, err := begin("ADD", args)
+	conf, log, closeLog, r, err := begin(pluginevents.OpAdd, args)
 	defer closeLog()
 	if err != nil {
 		return err
@@ -203,7 +208,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	if !k8s.IsPod() {
-		r.mode, r.reason = string(podinfo.ModeSkip), "not-a-kubernetes-pod"
+		r.mode, r.reason = podmode.Skip, podmode.ReasonNotAPod
 		return passThrough()
 	}
 	r.namespace, r.pod = string(k8s.K8S_POD_NAMESPACE), string(k8s.K8S_POD_NAME)
@@ -243,11 +248,11 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		}
 		return err
 	}
-	r.mode, r.reason = string(d.Mode), string(d.Reason)
-	cs := ContainerState{ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
-		Namespace: r.namespace, Pod: r.pod, PodUID: string(pod.UID), Mode: string(d.Mode), Reason: string(d.Reason), AppliedAt: time.Now().UTC()}
-	if d.Mode != podinfo.ModeEnforceRedirect {
-		if err := writeContainerState(conf.StateDir, cs); err != nil {
+	r.mode, r.reason = d.Mode, d.Reason
+	cs := containerstate.Record{ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
+		Namespace: r.namespace, Pod: r.pod, PodUID: string(pod.UID), Mode: d.Mode, Reason: d.Reason, AppliedAt: time.Now().UTC()}
+	if d.Mode != podmode.EnforceRedirect {
+		if err := containerstate.Write(conf.StateDir, cs); err != nil {
 			return err
 		}
 		return passThrough()
@@ -277,7 +282,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	r.backend = backend.Name()
 	cs.Backend, cs.Spec = backend.Name(), &spec
-	if err := writeContainerState(conf.StateDir, cs); err != nil {
+	if err := containerstate.Write(conf.StateDir, cs); err != nil {
 		// Without the record DEL and CHECK would not know the rules: undo.
 		if rerr := ns.WithNetNSPath(args.Netns, func(ns.NetNS) error { return backend.Remove() }); rerr != nil {
 			err = fmt.Errorf("%w (and removing the rules failed: %v)", err, rerr)
@@ -383,17 +388,17 @@ func withNetnsFamilies(netnsPath string, fromPrev []redirect.Family) ([]redirect
 // Del implements CNI DEL: idempotent, no API server, succeeds when the netns
 // is gone.
 func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
-	conf, log, closeLog, r, err := begin("DEL", args)
+	conf, log, closeLog, r, err := begin(pluginevents.OpDel, args)
 	defer closeLog()
 	if err != nil {
 		return err
 	}
 	defer func() { r.err = err; p.finish(conf, log, r) }()
-	cs, err := readContainerState(conf.StateDir, args.ContainerID)
+	cs, err := containerstate.Read(conf.StateDir, args.ContainerID)
 	if err != nil {
 		// A corrupt record must not block the pod's deletion forever.
 		log.Warn("container state unreadable; removing it", "container", args.ContainerID, "error", err.Error())
-		return removeContainerState(conf.StateDir, args.ContainerID)
+		return containerstate.Remove(conf.StateDir, args.ContainerID)
 	}
 	if cs == nil {
 		return nil
@@ -410,12 +415,12 @@ func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
 			log.Warn("removing redirect rules failed", "container", args.ContainerID, "netns", args.Netns, "error", berr.Error())
 		}
 	}
-	return removeContainerState(conf.StateDir, args.ContainerID)
+	return containerstate.Remove(conf.StateDir, args.ContainerID)
 }
 
 // Check implements CNI CHECK: the recorded rules must still be in place.
 func (p *Plugin) Check(args *skel.CmdArgs) (err error) {
-	conf, log, closeLog, r, err := begin("CHECK", args)
+	conf, log, closeLog, r, err := begin(pluginevents.OpCheck, args)
 	defer closeLog()
 	if err != nil {
 		return err
@@ -429,16 +434,16 @@ func (p *Plugin) Check(args *skel.CmdArgs) (err error) {
 		return nil
 	}
 	r.namespace, r.pod = string(k8s.K8S_POD_NAMESPACE), string(k8s.K8S_POD_NAME)
-	cs, err := readContainerState(conf.StateDir, args.ContainerID)
+	cs, err := containerstate.Read(conf.StateDir, args.ContainerID)
 	if err != nil {
 		return err
 	}
 	if cs == nil {
 		return fmt.Errorf("pod %s/%s container %s: authbridge-cni has no record of an ADD for it (was the plugin added to the chain after the pod started, or was %s cleaned?); delete the pod to have it recreated with enforcement",
-			r.namespace, r.pod, args.ContainerID, filepath.Join(conf.StateDir, containersDir))
+			r.namespace, r.pod, args.ContainerID, filepath.Join(conf.StateDir, containerstate.Dir))
 	}
 	r.mode, r.reason, r.backend = cs.Mode, cs.Reason, cs.Backend
-	if cs.Mode != string(podinfo.ModeEnforceRedirect) {
+	if cs.Mode != podmode.EnforceRedirect {
 		return nil
 	}
 	if cs.Spec == nil || cs.Backend == "" {
@@ -458,7 +463,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) (err error) {
 
 // Status implements CNI STATUS: ready only when a backend works here.
 func (p *Plugin) Status(args *skel.CmdArgs) (err error) {
-	conf, log, closeLog, r, err := begin("STATUS", args)
+	conf, log, closeLog, r, err := begin(pluginevents.OpStatus, args)
 	defer closeLog()
 	if err != nil {
 		return err
@@ -487,7 +492,7 @@ func (p *Plugin) Status(args *skel.CmdArgs) (err error) {
 // cni.dev/valid-attachments are removed (their netns, and with it their
 // rules, are gone). Nothing else is touched.
 func (p *Plugin) GC(args *skel.CmdArgs) (err error) {
-	conf, log, closeLog, r, err := begin("GC", args)
+	conf, log, closeLog, r, err := begin(pluginevents.OpGC, args)
 	defer closeLog()
 	if err != nil {
 		return err
@@ -506,7 +511,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) (err error) {
 	for _, a := range valid {
 		keep[a.ContainerID] = true
 	}
-	removed, err := gcContainerStates(conf.StateDir, keep)
+	removed, err := containerstate.GC(conf.StateDir, keep)
 	if len(removed) > 0 {
 		log.Info("garbage-collected container states", "containers", removed)
 	}

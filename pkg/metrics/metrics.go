@@ -14,6 +14,7 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
+	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
 // Namespace is every metric's prefix.
@@ -144,38 +145,51 @@ func (m *Metrics) ObserveProbe(results []nodestate.BackendResult) {
 // ObservePluginEvent records one plugin event. Label values are limited to
 // the known ones so a malformed datagram cannot blow up cardinality.
 func (m *Metrics) ObservePluginEvent(ev pluginevents.Event) {
-	op := oneOf(ev.Op, "ADD", "DEL", "CHECK", "STATUS", "GC")
-	result := oneOf(ev.Result, "success", "failure")
+	op := oneOf(ev.Op, pluginevents.Ops...)
+	result := oneOf(ev.Result, pluginevents.Success, pluginevents.Failure)
 	m.CNIOperations.WithLabelValues(op, result).Inc()
-	if op != "ADD" {
+	if op != string(pluginevents.OpAdd) {
 		return
 	}
 	m.CNIAddDuration.Observe(ev.Seconds)
-	if result != "success" {
+	if result != string(pluginevents.Success) {
 		return
 	}
-	mode := oneOf(ev.Mode, "enforce-redirect", "cooperative", "skipped")
+	mode := oneOf(ev.Mode, podmode.Labels()...)
 	m.CNIPods.WithLabelValues(mode).Inc()
-	if mode == "cooperative" {
-		m.CooperativePods.WithLabelValues(oneOf(ev.Reason, "annotation", "namespace-configmap", "cluster-default", "auto-incapable-node", "vm-runtime-class")).Inc()
+	if mode == podmode.Cooperative.Label() {
+		m.CooperativePods.WithLabelValues(oneOf(ev.Reason, podmode.CooperativeReasons...)).Inc()
 	}
 }
 
-// SetPodsPerMode sets authbridge_pods{mode} from counts keyed by the
-// plugin's state-file mode (enforce-redirect, cooperative, skip); every
-// known mode is exported, 0 when absent, and unknown modes count as other.
-func (m *Metrics) SetPodsPerMode(counts map[string]int) {
-	out := map[string]float64{"enforce-redirect": 0, "cooperative": 0, "skipped": 0}
+// SetPodsPerMode sets authbridge_pods{mode} from counts per mode (as the
+// plugin's container records hold it); every mode is exported under its
+// label, 0 when absent, and unknown modes count as other.
+func (m *Metrics) SetPodsPerMode(counts map[podmode.Mode]int) {
+	out := map[string]float64{}
+	for _, mode := range podmode.Modes {
+		out[mode.Label()] = 0
+	}
 	for mode, n := range counts {
-		if mode == "skip" {
-			mode = "skipped"
+		label := "other"
+		if known(mode) {
+			label = mode.Label()
 		}
-		out[oneOf(mode, "enforce-redirect", "cooperative", "skipped")] += float64(n)
+		out[label] += float64(n)
 	}
 	m.Pods.Reset()
-	for mode, v := range out {
-		m.Pods.WithLabelValues(mode).Set(v)
+	for label, v := range out {
+		m.Pods.WithLabelValues(label).Set(v)
 	}
+}
+
+func known(mode podmode.Mode) bool {
+	for _, m := range podmode.Modes {
+		if m == mode {
+			return true
+		}
+	}
+	return false
 }
 
 // SetWeakenings sets authbridge_config_weakenings{setting} to 1 for each.
@@ -186,10 +200,10 @@ func (m *Metrics) SetWeakenings(settings []string) {
 	}
 }
 
-func oneOf(v string, allowed ...string) string {
+func oneOf[T ~string](v T, allowed ...T) string {
 	for _, a := range allowed {
 		if v == a {
-			return v
+			return string(v)
 		}
 	}
 	return "other"

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
+	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
 // Metrics are served by promhttp from a private registry and scraped over
@@ -104,11 +105,11 @@ func TestPodsPerModeGauge(t *testing.T) {
 		}
 		return v
 	}
-	m.SetPodsPerMode(map[string]int{"enforce-redirect": 3, "skip": 2, "bogus": 1})
+	m.SetPodsPerMode(map[podmode.Mode]int{"enforce-redirect": 3, "skip": 2, "bogus": 1})
 	if get("enforce-redirect") != 3 || get("skipped") != 2 || get("cooperative") != 0 || get("other") != 1 {
 		t.Fatalf("first update: enforce %v skipped %v cooperative %v other %v", get("enforce-redirect"), get("skipped"), get("cooperative"), get("other"))
 	}
-	m.SetPodsPerMode(map[string]int{"cooperative": 1})
+	m.SetPodsPerMode(map[podmode.Mode]int{"cooperative": 1})
 	if get("enforce-redirect") != 0 || get("cooperative") != 1 {
 		t.Fatalf("second update not replacing: enforce %v cooperative %v", get("enforce-redirect"), get("cooperative"))
 	}

@@ -15,28 +15,51 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
 // SocketName is the socket's name inside the agent's state dir.
 const SocketName = "plugin-events.sock"
 
+// Op is the CNI verb of one invocation.
+type Op string
+
+const (
+	OpAdd    Op = "ADD"
+	OpDel    Op = "DEL"
+	OpCheck  Op = "CHECK"
+	OpStatus Op = "STATUS"
+	OpGC     Op = "GC"
+)
+
+// Ops lists every verb (the values of authbridge_cni_operations_total{op}).
+var Ops = []Op{OpAdd, OpDel, OpCheck, OpStatus, OpGC}
+
+// Result is an invocation's outcome.
+type Result string
+
+const (
+	Success Result = "success"
+	Failure Result = "failure"
+)
+
 // Event is one plugin invocation's outcome.
 type Event struct {
-	// Op is ADD, DEL, CHECK, STATUS or GC.
-	Op string `json:"op"`
-	// Result is "success" or "failure".
-	Result string `json:"result"`
-	// Mode the pod ended up in: enforce-redirect, cooperative, or skipped
-	// (no AuthBridge sidecar).
+	Op     Op     `json:"op"`
+	Result Result `json:"result"`
+	// Mode the pod ended up in, as podmode.Mode.Label(): enforce-redirect,
+	// cooperative, or skipped (no AuthBridge sidecar, or not a pod).
 	Mode string `json:"mode,omitempty"`
-	// Reason for a cooperative pod: annotation, namespace-configmap,
-	// cluster-default, auto-incapable-node.
-	Reason    string  `json:"reason,omitempty"`
-	Backend   string  `json:"backend,omitempty"`
-	Namespace string  `json:"namespace,omitempty"`
-	Pod       string  `json:"pod,omitempty"`
-	Message   string  `json:"message,omitempty"`
-	Seconds   float64 `json:"seconds"`
+	// Reason for the mode; for a cooperative pod one of
+	// podmode.CooperativeReasons: annotation, namespace-configmap,
+	// cluster-default, auto-incapable-node, vm-runtime-class.
+	Reason    podmode.Reason `json:"reason,omitempty"`
+	Backend   string         `json:"backend,omitempty"`
+	Namespace string         `json:"namespace,omitempty"`
+	Pod       string         `json:"pod,omitempty"`
+	Message   string         `json:"message,omitempty"`
+	Seconds   float64        `json:"seconds"`
 }
 
 // Send delivers one event, giving up after a short deadline.

@@ -10,40 +10,15 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
-)
-
-// Mode is what the plugin does to a pod.
-type Mode string
-
-const (
-	// ModeEnforceRedirect programs and verifies the redirect rules.
-	ModeEnforceRedirect Mode = "enforce-redirect"
-	// ModeCooperative leaves the pod without rules (allowed by the admin).
-	ModeCooperative Mode = "cooperative"
-	// ModeSkip leaves a pod without the AuthBridge sidecar alone.
-	ModeSkip Mode = "skip"
-)
-
-// Reason says where the decision came from; used in logs, events, metrics.
-type Reason string
-
-const (
-	ReasonAnnotation         Reason = "annotation"
-	ReasonNamespaceConfigMap Reason = "namespace-configmap"
-	ReasonClusterDefault     Reason = "cluster-default"
-	ReasonAutoIncapableNode  Reason = "auto-incapable-node"
-	ReasonNoSidecar          Reason = "no-sidecar"
-	// ReasonVMRuntimeClass: an auto pod in a VM sandbox (Kata), where rules
-	// in the pod netns cannot see the guest's traffic.
-	ReasonVMRuntimeClass Reason = "vm-runtime-class"
+	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
 // Decision is the outcome of Decide.
 type Decision struct {
-	Mode   Mode
-	Reason Reason
+	Mode   podmode.Mode
+	Reason podmode.Reason
 	// Backends are the node's working backends in the policy's preference
-	// order; set only for ModeEnforceRedirect.
+	// order; set only for podmode.EnforceRedirect.
 	Backends []string
 	// Requested is the configured mode that led here (for logs).
 	Requested config.Mode
@@ -89,20 +64,20 @@ func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *no
 		return Decision{}, errors.New("no pod to decide for")
 	}
 	if !IsAuthBridgePod(pod, policy.SidecarContainerNames) {
-		return Decision{Mode: ModeSkip, Reason: ReasonNoSidecar}, nil
+		return Decision{Mode: podmode.Skip, Reason: podmode.ReasonNoSidecar}, nil
 	}
 	requested, reason, err := requestedMode(pod, ns, policy)
 	if err != nil {
 		return Decision{}, err
 	}
 	where := describe(reason, pod)
-	cooperative := func(r Reason, why string) (Decision, error) {
+	cooperative := func(r podmode.Reason, why string) (Decision, error) {
 		if !policy.AllowCooperative {
 			return Decision{}, fmt.Errorf("pod %s/%s: %s, but cooperative mode (no redirect rules) is not allowed on this cluster: "+
 				"either use egress enforcement %q, or let the cluster admin enable cooperative mode with allowCooperative: true and acknowledgeCooperativeRisks: %q in the authbridge node agent config (read %s first)",
 				pod.Namespace, pod.Name, why, config.ModeEnforceRedirect, config.SecurityModelVersion, config.SecurityModelDoc)
 		}
-		return Decision{Mode: ModeCooperative, Reason: r, Requested: requested}, nil
+		return Decision{Mode: podmode.Cooperative, Reason: r, Requested: requested}, nil
 	}
 	if rc := pod.Spec.RuntimeClassName; rc != nil && policy.IsVMRuntimeClass(*rc) && requested != config.ModeNone {
 		// Rules in the pod netns would be programmed and verified, yet the
@@ -110,7 +85,7 @@ func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *no
 		// reporting such a pod as enforced would be a lie.
 		why := fmt.Sprintf("runtime class %q runs the pod in a VM sandbox whose traffic bypasses netfilter in the pod's network namespace, so authbridge-cni cannot enforce egress for it", *rc)
 		if requested == config.ModeAuto {
-			return cooperative(ReasonVMRuntimeClass, fmt.Sprintf("egress enforcement %q (from %s): %s", config.ModeAuto, where, why))
+			return cooperative(podmode.ReasonVMRuntimeClass, fmt.Sprintf("egress enforcement %q (from %s): %s", config.ModeAuto, where, why))
 		}
 		return Decision{}, fmt.Errorf("pod %s/%s needs egress enforcement %q (from %s) but %s; redirect inside the guest instead (AuthBridge's proxy-init in the pod, which a VM sandbox permits), or use %q with allowCooperative (see %s); vmRuntimeClasses in the agent config lists these classes",
 			pod.Namespace, pod.Name, requested, where, why, config.ModeAuto, config.SecurityModelDoc)
@@ -124,46 +99,46 @@ func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *no
 		}
 		working := state.Working(policy.Backends)
 		if len(working) == 0 && requested == config.ModeAuto {
-			return cooperative(ReasonAutoIncapableNode, fmt.Sprintf("egress enforcement %q (from %s) found no working redirect backend on this node (%s)", config.ModeAuto, where, ProbeSummary(*state, policy.Backends)))
+			return cooperative(podmode.ReasonAutoIncapableNode, fmt.Sprintf("egress enforcement %q (from %s) found no working redirect backend on this node (%s)", config.ModeAuto, where, ProbeSummary(*state, policy.Backends)))
 		}
 		if len(working) == 0 {
 			return Decision{}, fmt.Errorf("pod %s/%s needs egress enforcement %q (from %s) but no redirect backend works on this node: %s; "+
 				"fix the node (install nftables/iptables support in the kernel) or list a working backend in the agent config's backends",
 				pod.Namespace, pod.Name, requested, where, ProbeSummary(*state, policy.Backends))
 		}
-		return Decision{Mode: ModeEnforceRedirect, Reason: reason, Backends: working, Requested: requested}, nil
+		return Decision{Mode: podmode.EnforceRedirect, Reason: reason, Backends: working, Requested: requested}, nil
 	}
 	return Decision{}, fmt.Errorf("pod %s/%s: unhandled mode %q", pod.Namespace, pod.Name, requested)
 }
 
 // requestedMode applies the precedence annotation > namespace > default.
-func requestedMode(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy) (config.Mode, Reason, error) {
+func requestedMode(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy) (config.Mode, podmode.Reason, error) {
 	if v, ok := pod.Annotations[config.AnnotationEgressEnforcement]; ok {
 		m, err := config.ParseMode(strings.TrimSpace(v))
 		if err != nil {
 			return "", "", fmt.Errorf("pod %s/%s annotation %s: %w (fix the pod's annotation)", pod.Namespace, pod.Name, config.AnnotationEgressEnforcement, err)
 		}
-		return m, ReasonAnnotation, nil
+		return m, podmode.ReasonAnnotation, nil
 	}
 	if ns.EgressEnforcement != "" {
 		m, err := config.ParseMode(string(ns.EgressEnforcement))
 		if err != nil {
 			return "", "", fmt.Errorf("namespace %s ConfigMap %s key %s field egressEnforcement: %w", pod.Namespace, config.NamespaceConfigMap, config.NamespaceConfigMapKey, err)
 		}
-		return m, ReasonNamespaceConfigMap, nil
+		return m, podmode.ReasonNamespaceConfigMap, nil
 	}
 	m, err := config.ParseMode(string(policy.DefaultMode))
 	if err != nil {
 		return "", "", fmt.Errorf("plugin config field defaultMode: %w", err)
 	}
-	return m, ReasonClusterDefault, nil
+	return m, podmode.ReasonClusterDefault, nil
 }
 
-func describe(r Reason, pod *corev1.Pod) string {
+func describe(r podmode.Reason, pod *corev1.Pod) string {
 	switch r {
-	case ReasonAnnotation:
+	case podmode.ReasonAnnotation:
 		return "the pod annotation " + config.AnnotationEgressEnforcement
-	case ReasonNamespaceConfigMap:
+	case podmode.ReasonNamespaceConfigMap:
 		return fmt.Sprintf("ConfigMap %s/%s", pod.Namespace, config.NamespaceConfigMap)
 	default:
 		return "the cluster default (defaultMode)"

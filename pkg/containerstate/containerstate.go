@@ -1,4 +1,10 @@
-package cni
+// Package containerstate is the file the CNI plugin writes for each
+// container it set up and the node agent reads: what ADD did (mode,
+// reason, backend, rules), so CHECK can verify it and DEL undo it without
+// the API server, and the agent can match running pods to their records.
+// One small JSON file per container: stateDir/containers/<containerID>.json,
+// written under pkg/atomicfile's contract.
+package containerstate
 
 import (
 	"encoding/json"
@@ -12,13 +18,14 @@ import (
 	"github.com/containernetworking/cni/pkg/utils"
 
 	"github.com/kagenti/authbridge-node/pkg/atomicfile"
+	"github.com/kagenti/authbridge-node/pkg/podmode"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
-// ContainerState records what ADD did to one container, so CHECK can verify
+// Record is what ADD did to one container, so CHECK can verify
 // it and DEL can undo it without asking the API server. One small JSON file
 // per container: stateDir/containers/<containerID>.json.
-type ContainerState struct {
+type Record struct {
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
 	Netns       string `json:"netns"`
@@ -28,29 +35,32 @@ type ContainerState struct {
 	// (pods without rules are reported).
 	PodUID string `json:"podUID,omitempty"`
 	// Mode is enforce-redirect, cooperative or skip.
-	Mode   string `json:"mode"`
-	Reason string `json:"reason,omitempty"`
+	Mode   podmode.Mode   `json:"mode"`
+	Reason podmode.Reason `json:"reason,omitempty"`
 	// Backend and Spec are set for enforce-redirect.
 	Backend   string         `json:"backend,omitempty"`
 	Spec      *redirect.Spec `json:"spec,omitempty"`
 	AppliedAt time.Time      `json:"appliedAt"`
 }
 
-const containersDir = "containers"
+// Dir is the records' directory inside the state dir.
+const Dir = "containers"
 
-func containerStatePath(stateDir, containerID string) (string, error) {
+// Path is the record file of containerID; an ID that could escape the
+// directory is an error.
+func Path(stateDir, containerID string) (string, error) {
 	// The container ID becomes a file name: refuse anything that could
 	// escape the directory.
 	if err := utils.ValidateContainerID(containerID); err != nil {
 		return "", fmt.Errorf("container ID %q: %v", containerID, err.Msg)
 	}
-	return filepath.Join(stateDir, containersDir, containerID+".json"), nil
+	return filepath.Join(stateDir, Dir, containerID+".json"), nil
 }
 
-// writeContainerState replaces the file under atomicfile's contract so a
+// Write replaces the record under atomicfile's contract so a
 // concurrent CHECK or a crash never sees half a file.
-func writeContainerState(stateDir string, s ContainerState) error {
-	path, err := containerStatePath(stateDir, s.ContainerID)
+func Write(stateDir string, s Record) error {
+	path, err := Path(stateDir, s.ContainerID)
 	if err != nil {
 		return err
 	}
@@ -68,9 +78,9 @@ func writeContainerState(stateDir string, s ContainerState) error {
 	return nil
 }
 
-// readContainerState returns (nil, nil) when there is no record.
-func readContainerState(stateDir, containerID string) (*ContainerState, error) {
-	path, err := containerStatePath(stateDir, containerID)
+// Read returns (nil, nil) when there is no record.
+func Read(stateDir, containerID string) (*Record, error) {
+	path, err := Path(stateDir, containerID)
 	if err != nil {
 		return nil, err
 	}
@@ -81,15 +91,16 @@ func readContainerState(stateDir, containerID string) (*ContainerState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read container state %s: %w", path, err)
 	}
-	var s ContainerState
+	var s Record
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("container state %s is corrupt: %w", path, err)
 	}
 	return &s, nil
 }
 
-func removeContainerState(stateDir, containerID string) error {
-	path, err := containerStatePath(stateDir, containerID)
+// Remove deletes the record; a missing one is not an error.
+func Remove(stateDir, containerID string) error {
+	path, err := Path(stateDir, containerID)
 	if err != nil {
 		return err
 	}
@@ -99,10 +110,10 @@ func removeContainerState(stateDir, containerID string) error {
 	return nil
 }
 
-// gcContainerStates removes the records of containers not in keep and
+// GC removes the records of containers not in keep and
 // returns the removed container IDs. Only *.json records are touched.
-func gcContainerStates(stateDir string, keep map[string]bool) ([]string, error) {
-	dir := filepath.Join(stateDir, containersDir)
+func GC(stateDir string, keep map[string]bool) ([]string, error) {
+	dir := filepath.Join(stateDir, Dir)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -128,4 +139,34 @@ func gcContainerStates(stateDir string, keep map[string]bool) ([]string, error) 
 		removed = append(removed, id)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// ReadAll reads every record, keyed by file name; records removed or
+// half-written meanwhile (a concurrent DEL) are skipped. A missing
+// directory is no records.
+func ReadAll(stateDir string) (map[string]Record, error) {
+	dir := filepath.Join(stateDir, Dir)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read plugin state dir %s: %w", dir, err)
+	}
+	out := map[string]Record{}
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // removed by a concurrent DEL
+		}
+		var s Record
+		if json.Unmarshal(b, &s) != nil {
+			continue
+		}
+		out[e.Name()] = s
+	}
+	return out, nil
 }
