@@ -13,31 +13,22 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/install"
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
 // KubeconfigName is the plugin kubeconfig's file name in the CNI conf dir.
 const KubeconfigName = "authbridge-cni.kubeconfig"
 
-// DefaultPluginLogFile is where the plugin logs on the host.
-const DefaultPluginLogFile = "/var/log/authbridge-cni.log"
-
 // PluginEntry is the conflist entry for cfg: type authbridge-cni, the
 // kubeconfig as the plugin on the host sees it, log file, state dir and
 // the policy fields inline.
 func PluginEntry(cfg config.Agent, logFile string) (json.RawMessage, error) {
-	b, err := json.Marshal(cfg.Policy)
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]any{}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	m["type"] = install.PluginType
-	m["kubeconfig"] = filepath.Join(cfg.HostCNIConfDir, KubeconfigName)
-	m["logFile"] = logFile
-	m["stateDir"] = cfg.StateDir
-	return json.Marshal(m)
+	return json.Marshal(pluginconf.New(pluginconf.Fields{
+		Kubeconfig: filepath.Join(cfg.HostCNIConfDir, KubeconfigName),
+		LogFile:    logFile,
+		StateDir:   cfg.StateDir,
+		Policy:     cfg.Policy,
+	}))
 }
 
 // PluginInstaller is the production Installer: the plugin kubeconfig
@@ -47,7 +38,7 @@ type PluginInstaller struct {
 	Config config.Agent
 	// SourceBinary is the plugin binary shipped in the agent image.
 	SourceBinary string
-	// PluginLogFile defaults to DefaultPluginLogFile.
+	// PluginLogFile defaults to pluginconf.DefaultLogFile.
 	PluginLogFile string
 	// Token refresher inputs: the agent's projected token and CA, and the
 	// API server URL the plugin (on the host network) uses.
@@ -63,7 +54,7 @@ type PluginInstaller struct {
 func (p *PluginInstaller) options() (install.Options, error) {
 	logFile := p.PluginLogFile
 	if logFile == "" {
-		logFile = DefaultPluginLogFile
+		logFile = pluginconf.DefaultLogFile
 	}
 	entry, err := PluginEntry(p.Config, logFile)
 	if err != nil {
@@ -104,7 +95,7 @@ func (p *PluginInstaller) Run(ctx context.Context, installed func()) error {
 	if _, _, err := tr.Refresh(time.Now()); err != nil {
 		return fmt.Errorf("write plugin kubeconfig: %w", err)
 	}
-	if _, err := install.InstallBinary(o.SourceBinary, o.BinDir, install.PluginType); err != nil {
+	if _, err := install.InstallBinary(o.SourceBinary, o.BinDir, pluginconf.PluginType); err != nil {
 		return fmt.Errorf("install plugin binary: %w", err)
 	}
 	var wg sync.WaitGroup

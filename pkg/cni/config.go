@@ -8,40 +8,28 @@ import (
 	"io"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
-// PluginType is the plugin's "type" in the conflist and its binary's name.
-const PluginType = "authbridge-cni"
-
-// Defaults for the plugin-only fields.
-const (
-	DefaultLogFile  = "/var/log/authbridge-cni.log"
-	DefaultStateDir = "/var/run/authbridge"
-)
-
-// Conf is the plugin's entry in the conflist, as the node agent writes it.
-// The policy fields (defaultMode, allowCooperative, backends, proxyUID, ...)
-// are inline, exactly as in the agent's config.
+// Conf is the plugin's stdin: the CNI keys, the plugin's conflist entry
+// as the node agent writes it (pluginconf.Fields, policy inline), and the
+// keys a runtime may inject. Each key is declared once: the CNI ones in
+// types.PluginConf, ours in pluginconf.Fields, the runtime's in
+// runtimeKeys.
 type Conf struct {
 	types.PluginConf
+	pluginconf.Fields
+	runtimeKeys
+}
 
-	// Kubeconfig is the kubeconfig the plugin reads pods with.
-	Kubeconfig string `json:"kubeconfig,omitempty"`
-	// LogFile receives the plugin's JSON logs (stdout is the CNI protocol's).
-	LogFile string `json:"logFile,omitempty"`
-	// StateDir holds node-state.json, plugin-events.sock and containers/.
-	StateDir string `json:"stateDir,omitempty"`
-
-	config.Policy
-
-	// RuntimeConfig and Args are spec-defined keys a runtime may inject;
-	// accepted, unused.
+// runtimeKeys are spec-defined keys a runtime may inject.
+type runtimeKeys struct {
+	// RuntimeConfig and Args are accepted, unused.
 	RuntimeConfig json.RawMessage `json:"runtimeConfig,omitempty"`
 	Args          json.RawMessage `json:"args,omitempty"`
 	// LegacyAttachments is the GC key's misspelt first name, which libcni
@@ -53,22 +41,17 @@ type Conf struct {
 // promoted to Conf and marshal only the embedded part).
 type plainPluginConf types.PluginConf
 
-type confJSON struct {
-	plainPluginConf
-	Kubeconfig string `json:"kubeconfig,omitempty"`
-	LogFile    string `json:"logFile,omitempty"`
-	StateDir   string `json:"stateDir,omitempty"`
-	config.Policy
-	RuntimeConfig     json.RawMessage      `json:"runtimeConfig,omitempty"`
-	Args              json.RawMessage      `json:"args,omitempty"`
-	LegacyAttachments []types.GCAttachment `json:"cni.dev/attachments,omitempty"`
-}
-
-// MarshalJSON writes the whole entry (the agent uses it to write the conflist).
+// MarshalJSON writes the whole config as a runtime would pass it (tests
+// drive the plugin with it). The agent does not use it: it writes its
+// conflist entry as a pluginconf.Entry.
 func (c Conf) MarshalJSON() ([]byte, error) {
 	pc := plainPluginConf(c.PluginConf)
 	pc.PrevResult = nil
-	b, err := json.Marshal(confJSON{pc, c.Kubeconfig, c.LogFile, c.StateDir, c.Policy, c.RuntimeConfig, c.Args, c.LegacyAttachments})
+	b, err := json.Marshal(struct {
+		plainPluginConf
+		pluginconf.Fields
+		runtimeKeys
+	}{pc, c.Fields, c.runtimeKeys})
 	if err != nil {
 		return nil, err
 	}
@@ -109,14 +92,14 @@ func ParseConfig(stdin []byte) (*Conf, error) {
 	if c.Name == "" {
 		return nil, types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni config field name: not set", "the CNI spec requires the network's name; the runtime copies it from the conflist's \"name\"")
 	}
-	if c.Type != "" && c.Type != PluginType {
-		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field type: %q", c.Type), fmt.Sprintf("the plugin's conflist entry must have type %q", PluginType))
+	if c.Type != "" && c.Type != pluginconf.PluginType {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field type: %q", c.Type), fmt.Sprintf("the plugin's conflist entry must have type %q", pluginconf.PluginType))
 	}
 	if c.LogFile == "" {
-		c.LogFile = DefaultLogFile
+		c.LogFile = pluginconf.DefaultLogFile
 	}
 	if c.StateDir == "" {
-		c.StateDir = DefaultStateDir
+		c.StateDir = pluginconf.DefaultStateDir
 	}
 	for name, p := range map[string]string{"logFile": c.LogFile, "stateDir": c.StateDir} {
 		if !filepath.IsAbs(p) {
@@ -172,17 +155,18 @@ func ParseConfigLenient(stdin []byte) (conf *Conf, warn error, err error) {
 		return nil, nil, types.NewError(types.ErrDecodingFailure, "authbridge-cni config: trailing data after the JSON object", "the plugin's stdin must be exactly one JSON object")
 	}
 	if t.LogFile == "" {
-		t.LogFile = DefaultLogFile
+		t.LogFile = pluginconf.DefaultLogFile
 	}
 	if t.StateDir == "" {
-		t.StateDir = DefaultStateDir
+		t.StateDir = pluginconf.DefaultStateDir
 	}
 	for name, p := range map[string]string{"logFile": t.LogFile, "stateDir": t.StateDir} {
 		if !filepath.IsAbs(p) {
 			return nil, nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field %s: %q is not an absolute path", name, p), "use an absolute host path")
 		}
 	}
-	c := &Conf{LogFile: t.LogFile, StateDir: t.StateDir, LegacyAttachments: t.LegacyAttachments, Policy: config.Policy{}.WithDefaults()}
+	c := &Conf{}
+	c.LogFile, c.StateDir, c.LegacyAttachments, c.Policy = t.LogFile, t.StateDir, t.LegacyAttachments, config.Policy{}.WithDefaults()
 	c.CNIVersion, c.Name, c.Type, c.ValidAttachments = t.CNIVersion, t.Name, t.Type, t.ValidAttachments
 	if _, serr := ParseConfig(stdin); serr != nil {
 		warn = serr
@@ -214,22 +198,9 @@ func decodeError(err error) error {
 // checkKeyCase refuses top-level keys that match a known key only when case
 // is ignored: encoding/json would take "proxyUid" for "proxyUID" silently.
 func checkKeyCase(stdin []byte) error {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(stdin, &m) != nil {
-		return nil // the strict decode reports what is wrong
-	}
-	known := map[string]bool{}
-	config.JSONKeys(reflect.TypeFor[Conf](), known)
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !known[k] {
-			return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config: unknown field %q", k),
-				"keys are case-sensitive; remove it or check its spelling against the configuration table in README.md")
-		}
+	if k := config.UnknownKey(stdin, reflect.TypeFor[Conf]()); k != "" {
+		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config: unknown field %q", k),
+			"keys are case-sensitive; remove it or check its spelling against the configuration table in README.md")
 	}
 	return nil
 }
@@ -240,7 +211,7 @@ func jsonField(f string) string {
 	if f == "" {
 		return "(top level)"
 	}
-	for _, p := range []string{"PluginConf.", "Policy."} {
+	for _, p := range []string{"PluginConf.", "Fields.", "Policy.", "runtimeKeys."} {
 		f = strings.TrimPrefix(f, p)
 	}
 	return f

@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
@@ -18,7 +19,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.LogFile != DefaultLogFile || c.StateDir != DefaultStateDir {
+	if c.LogFile != pluginconf.DefaultLogFile || c.StateDir != pluginconf.DefaultStateDir {
 		t.Fatalf("defaults: logFile %q stateDir %q", c.LogFile, c.StateDir)
 	}
 	if c.DefaultMode != config.ModeEnforceRedirect || !reflect.DeepEqual(c.Backends, redirect.AllBackends) ||
@@ -102,11 +103,11 @@ func TestParseConfigRuntimeKeys(t *testing.T) {
 	}
 }
 
-// TestConfMarshalRoundTrip: what the agent writes with MarshalJSON parses
-// back to the same config.
+// TestConfMarshalRoundTrip: what MarshalJSON writes parses back to the
+// same config.
 func TestConfMarshalRoundTrip(t *testing.T) {
-	c := Conf{Kubeconfig: "/etc/cni/net.d/authbridge-kubeconfig", LogFile: "/var/log/x.log", StateDir: "/run/ab"}
-	c.CNIVersion, c.Name, c.Type = "1.1.0", "k8s", PluginType
+	c := Conf{Fields: pluginconf.Fields{Kubeconfig: "/etc/cni/net.d/authbridge-kubeconfig", LogFile: "/var/log/x.log", StateDir: "/run/ab"}}
+	c.CNIVersion, c.Name, c.Type = "1.1.0", "k8s", pluginconf.PluginType
 	c.Policy = config.Policy{AllowCooperative: true, AcknowledgeCooperativeRisks: config.SecurityModelVersion,
 		Backends: []string{redirect.BackendIPTablesNFT}, ExcludeOutboundCIDRs: []string{"10.0.0.0/8"}, ClusterDNS: []string{"10.96.0.10"}}
 	b, err := json.Marshal(c)
@@ -144,7 +145,7 @@ func TestParseConfigLenient(t *testing.T) {
 	if warn == nil || !strings.Contains(warn.Error(), "futureKey") {
 		t.Fatalf("warning = %v; want the strict parse's refusal naming futureKey", warn)
 	}
-	if c.StateDir != "/run/ab" || c.LogFile != DefaultLogFile || len(c.ValidAttachments) != 1 || c.Name != "n" {
+	if c.StateDir != "/run/ab" || c.LogFile != pluginconf.DefaultLogFile || len(c.ValidAttachments) != 1 || c.Name != "n" {
 		t.Fatalf("teardown fields lost: %+v", c)
 	}
 	if _, err := ParseConfig([]byte(skew)); err == nil {

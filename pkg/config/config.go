@@ -427,12 +427,24 @@ func checkKeyCase(data []byte) error {
 	if err != nil {
 		return nil // the strict decode reports bad YAML
 	}
+	if k := UnknownKey(j, reflect.TypeFor[Agent]()); k != "" {
+		return fmt.Errorf("unknown field %q (keys are case-sensitive; check the key names against the configuration table in README.md)", k)
+	}
+	return nil
+}
+
+// UnknownKey returns the first (in sorted order) top-level key of the JSON
+// object obj that is not exactly a JSON key of struct type t, or "" when
+// every key is known or obj is not an object (the strict decode reports
+// that). Strict parsers call it before decoding: encoding/json matches keys
+// case-insensitively even with unknown fields disallowed.
+func UnknownKey(obj []byte, t reflect.Type) string {
 	var m map[string]json.RawMessage
-	if err := json.Unmarshal(j, &m); err != nil {
-		return nil // not an object: the strict decode reports it
+	if json.Unmarshal(obj, &m) != nil {
+		return ""
 	}
 	known := map[string]bool{}
-	JSONKeys(reflect.TypeFor[Agent](), known)
+	JSONKeys(t, known)
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -440,10 +452,10 @@ func checkKeyCase(data []byte) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !known[k] {
-			return fmt.Errorf("unknown field %q (keys are case-sensitive; check the key names against the configuration table in README.md)", k)
+			return k
 		}
 	}
-	return nil
+	return ""
 }
 
 // JSONKeys collects the JSON key names of a struct, descending into embedded

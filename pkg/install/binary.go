@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/kagenti/authbridge-node/pkg/atomicfile"
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
 // InstallBinary copies src into binDir/name atomically (temp file in binDir,
@@ -19,7 +20,7 @@ import (
 // SHA-256 and mode 0755, and reports whether it wrote.
 func InstallBinary(src, binDir, name string) (changed bool, err error) {
 	if name == "" || name != filepath.Base(name) {
-		return false, fmt.Errorf("binary name %q: want a plain file name such as %q", name, PluginType)
+		return false, fmt.Errorf("binary name %q: want a plain file name such as %q", name, pluginconf.PluginType)
 	}
 	data, err := os.ReadFile(src)
 	if err != nil {
@@ -73,7 +74,7 @@ func sameContent(path string, data []byte) (bool, error) {
 // only after RemoveEntry (see Uninstall).
 func RemoveBinary(binDir, name string) error {
 	if name == "" || name != filepath.Base(name) {
-		return fmt.Errorf("binary name %q: want a plain file name such as %q", name, PluginType)
+		return fmt.Errorf("binary name %q: want a plain file name such as %q", name, pluginconf.PluginType)
 	}
 	if err := atomicfile.Remove(filepath.Join(binDir, name)); err != nil {
 		return fmt.Errorf("remove plugin binary: %w", err)

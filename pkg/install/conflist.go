@@ -13,12 +13,8 @@ import (
 	"strings"
 
 	"github.com/kagenti/authbridge-node/pkg/atomicfile"
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
-
-// PluginType is the "type" of our conflist entry and the plugin binary's
-// default file name. An entry with this type is ours: install replaces it,
-// uninstall removes it.
-const PluginType = "authbridge-cni"
 
 // ConfExtensions are the file extensions containerd (go-cni), CRI-O (ocicni)
 // and libcni read network configs from.
@@ -52,13 +48,13 @@ type Options struct {
 	ConfDir string
 	// BinDir is the CNI bin dir (/opt/cni/bin; OpenShift /var/lib/cni/bin).
 	BinDir string
-	// BinaryName is the plugin's file name in BinDir; default PluginType.
+	// BinaryName is the plugin's file name in BinDir; default pluginconf.PluginType.
 	BinaryName string
 	// SourceBinary is the plugin binary shipped in the agent image.
 	SourceBinary string
 	// Entry is our conflist entry: json.RawMessage, []byte, or anything
 	// json.Marshal turns into an object (map[string]any, a struct). Its
-	// "type" must be PluginType or absent (then it is set). The list's
+	// "type" must be pluginconf.PluginType or absent (then it is set). The list's
 	// cniVersion and name are injected by the runtime, so the entry should
 	// not carry its own.
 	Entry any
@@ -88,10 +84,10 @@ func (o Options) binaryName() string {
 	if o.BinaryName != "" {
 		return o.BinaryName
 	}
-	return PluginType
+	return pluginconf.PluginType
 }
 
-// entry returns our entry as a compact JSON object with type PluginType.
+// entry returns our entry as a compact JSON object with type pluginconf.PluginType.
 func (o Options) entry() (json.RawMessage, error) {
 	var raw []byte
 	switch e := o.Entry.(type) {
@@ -112,11 +108,11 @@ func (o Options) entry() (json.RawMessage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("option Entry: want a JSON object: %w", err)
 	}
-	typeRaw, _ := json.Marshal(PluginType)
+	typeRaw, _ := json.Marshal(pluginconf.PluginType)
 	if _, ok := obj.get("type"); !ok {
 		obj = append(object{{Key: "type", Value: typeRaw}}, obj...)
-	} else if t, _ := obj.getString("type"); t != PluginType {
-		return nil, fmt.Errorf("option Entry: field type must be %q", PluginType)
+	} else if t, _ := obj.getString("type"); t != pluginconf.PluginType {
+		return nil, fmt.Errorf("option Entry: field type must be %q", pluginconf.PluginType)
 	}
 	return obj.compact()
 }
@@ -242,11 +238,11 @@ func pluginType(p json.RawMessage) string {
 	return t
 }
 
-// withoutOurs drops every entry of type PluginType.
+// withoutOurs drops every entry of type pluginconf.PluginType.
 func withoutOurs(plugins []json.RawMessage) (rest []json.RawMessage, removed int) {
 	rest = make([]json.RawMessage, 0, len(plugins))
 	for _, p := range plugins {
-		if pluginType(p) == PluginType {
+		if pluginType(p) == pluginconf.PluginType {
 			removed++
 			continue
 		}
@@ -312,8 +308,8 @@ func buildConverted(single object, extra ...json.RawMessage) (object, error) {
 }
 
 func convert(o Options, c *confFile, entry json.RawMessage) (Result, error) {
-	if t, _ := c.obj.getString("type"); t == PluginType {
-		return Result{}, fmt.Errorf("%s: a single-plugin config of type %q cannot be chained; remove it", c.path, PluginType)
+	if t, _ := c.obj.getString("type"); t == pluginconf.PluginType {
+		return Result{}, fmt.Errorf("%s: a single-plugin config of type %q cannot be chained; remove it", c.path, pluginconf.PluginType)
 	}
 	target := convertedName(c.path)
 	backup := c.path + BackupSuffix

@@ -13,12 +13,14 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
+
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
 // testEntry is our entry as the agent would build it (kubeconfig, state
 // dir, policy); the exact policy fields are pkg/config's business.
 var testEntry = map[string]any{
-	"type":       PluginType,
+	"type":       pluginconf.PluginType,
 	"kubeconfig": "/etc/cni/net.d/authbridge-cni.kubeconfig",
 	"stateDir":   "/run/authbridge-node",
 	"policy": map[string]any{
@@ -102,7 +104,7 @@ func pluginsOf(t testing.TB, doc map[string]any) []any {
 func ourEntries(plugins []any) int {
 	n := 0
 	for _, p := range plugins {
-		if p.(map[string]any)["type"] == PluginType {
+		if p.(map[string]any)["type"] == pluginconf.PluginType {
 			n++
 		}
 	}
@@ -228,7 +230,7 @@ func TestInstallRealPrimaryCNIConfigs(t *testing.T) {
 			if err != nil {
 				t.Fatalf("libcni rejects the result: %v", err)
 			}
-			if list.CNIVersion != origDoc["cniVersion"] || list.Plugins[len(list.Plugins)-1].Network.Type != PluginType {
+			if list.CNIVersion != origDoc["cniVersion"] || list.Plugins[len(list.Plugins)-1].Network.Type != pluginconf.PluginType {
 				t.Errorf("libcni sees version %q, last type %q", list.CNIVersion, list.Plugins[len(list.Plugins)-1].Network.Type)
 			}
 
@@ -344,7 +346,7 @@ func TestCNIVersionsKept(t *testing.T) {
 				t.Fatal(err)
 			}
 			last := list.Plugins[len(list.Plugins)-1]
-			if list.CNIVersion != v || last.Network.Type != PluginType {
+			if list.CNIVersion != v || last.Network.Type != pluginconf.PluginType {
 				t.Fatalf("version %q type %q", list.CNIVersion, last.Network.Type)
 			}
 		})
@@ -436,7 +438,7 @@ func TestPrimaryIsLexicallyFirstLikeLibcni(t *testing.T) {
 	}
 	for _, other := range []string{"10-kindnet.conflist", "10-flannel.conflist", "9-late-because-bytes.conflist", "01-ours.conflist"} {
 		data, _ := os.ReadFile(filepath.Join(dir, other))
-		if bytes.Contains(data, []byte(PluginType)) {
+		if bytes.Contains(data, []byte(pluginconf.PluginType)) {
 			t.Errorf("%s got our entry", other)
 		}
 	}
@@ -497,7 +499,7 @@ func TestEntryMovedLastWhenNotLast(t *testing.T) {
 	}
 	data, _ := os.ReadFile(p)
 	pl := pluginsOf(t, generic(t, data))
-	if len(pl) != 3 || pl[2].(map[string]any)["type"] != PluginType || pl[1].(map[string]any)["type"] != "portmap" {
+	if len(pl) != 3 || pl[2].(map[string]any)["type"] != pluginconf.PluginType || pl[1].(map[string]any)["type"] != "portmap" {
 		t.Errorf("order: %s", data)
 	}
 }

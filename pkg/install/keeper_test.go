@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
 // runKeeper starts a Keeper on dir and returns a channel of re-insertions
@@ -83,7 +85,7 @@ func hasOurEntryLast(t testing.TB, path string) bool {
 		return false
 	}
 	_, n := withoutOurs(pl)
-	return n == 1 && pluginType(pl[len(pl)-1]) == PluginType
+	return n == 1 && pluginType(pl[len(pl)-1]) == pluginconf.PluginType
 }
 
 func waitReinsert(t testing.TB, ch <-chan string, want string) {

@@ -20,6 +20,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kagenti/authbridge-node/pkg/atomicfile"
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
 // DefaultTokenFile is where the kubelet projects the agent's
@@ -30,7 +31,7 @@ const DefaultTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 const DefaultCAFile = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 // kubeconfigName is the cluster, user and context name in the kubeconfig.
-const kubeconfigName = PluginType
+const kubeconfigName = pluginconf.PluginType
 
 // WriteKubeconfig writes the plugin's kubeconfig (server, CA, bearer
 // token) atomically with mode 0600: it holds a credential.

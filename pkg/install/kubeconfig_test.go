@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
 // fakeJWT builds a synthetic, unsigned service-account-shaped JWT: no
@@ -228,7 +230,7 @@ func waitToken(t *testing.T, kc, want string, within time.Duration) time.Duratio
 	for time.Since(start) < within {
 		if data, err := os.ReadFile(kc); err == nil {
 			if cfg, err := clientcmd.Load(data); err == nil {
-				if ai := cfg.AuthInfos[PluginType]; ai != nil && ai.Token == want {
+				if ai := cfg.AuthInfos[pluginconf.PluginType]; ai != nil && ai.Token == want {
 					return time.Since(start)
 				}
 			}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
 // fakePlugin is a real executable standing in for the plugin binary (the
@@ -27,11 +29,11 @@ func fakePlugin(t testing.TB, dir, msg string) string {
 func TestInstallBinary(t *testing.T) {
 	src := fakePlugin(t, t.TempDir(), "v1")
 	bin := filepath.Join(t.TempDir(), "opt", "cni", "bin")
-	changed, err := InstallBinary(src, bin, PluginType)
+	changed, err := InstallBinary(src, bin, pluginconf.PluginType)
 	if err != nil || !changed {
 		t.Fatalf("first install: %v %v", changed, err)
 	}
-	dst := filepath.Join(bin, PluginType)
+	dst := filepath.Join(bin, pluginconf.PluginType)
 	fi, err := os.Stat(dst)
 	if err != nil || fi.Mode().Perm() != 0o755 {
 		t.Fatalf("installed binary: %v %v", fi, err)
@@ -40,7 +42,7 @@ func TestInstallBinary(t *testing.T) {
 		t.Fatalf("run installed plugin: %q %v", out, err)
 	}
 	ino := inode(t, dst)
-	if changed, err := InstallBinary(src, bin, PluginType); err != nil || changed {
+	if changed, err := InstallBinary(src, bin, pluginconf.PluginType); err != nil || changed {
 		t.Fatalf("identical install: changed=%v err=%v", changed, err)
 	}
 	if inode(t, dst) != ino {
@@ -49,7 +51,7 @@ func TestInstallBinary(t *testing.T) {
 	// A new version replaces it by rename (new inode; a running old copy
 	// keeps its own).
 	src2 := fakePlugin(t, t.TempDir(), "v2")
-	if changed, err := InstallBinary(src2, bin, PluginType); err != nil || !changed {
+	if changed, err := InstallBinary(src2, bin, pluginconf.PluginType); err != nil || !changed {
 		t.Fatalf("upgrade: %v %v", changed, err)
 	}
 	if inode(t, dst) == ino {
@@ -62,20 +64,20 @@ func TestInstallBinary(t *testing.T) {
 	if err := os.Chmod(dst, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if changed, _ := InstallBinary(src2, bin, PluginType); !changed {
+	if changed, _ := InstallBinary(src2, bin, pluginconf.PluginType); !changed {
 		t.Error("mode 0644 not repaired")
 	}
 	assertNoTempFiles(t, bin)
 	if _, err := InstallBinary(src, bin, "../escape"); err == nil {
 		t.Error("path in binary name accepted")
 	}
-	if err := RemoveBinary(bin, PluginType); err != nil {
+	if err := RemoveBinary(bin, pluginconf.PluginType); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(dst); !os.IsNotExist(err) {
 		t.Error("binary still there")
 	}
-	if err := RemoveBinary(bin, PluginType); err != nil {
+	if err := RemoveBinary(bin, pluginconf.PluginType); err != nil {
 		t.Errorf("second remove: %v", err)
 	}
 }
@@ -103,7 +105,7 @@ func installed(t *testing.T) Options {
 func TestUninstallRemovesEntryBeforeBinary(t *testing.T) {
 	o := installed(t)
 	conf := filepath.Join(o.ConfDir, "10-kindnet.conflist")
-	bin := filepath.Join(o.BinDir, PluginType)
+	bin := filepath.Join(o.BinDir, pluginconf.PluginType)
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +162,7 @@ func TestUninstallKeepsBinaryWhenEntryRemovalFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), broken) {
 		t.Fatalf("error %v does not name %s", err, broken)
 	}
-	if _, err := os.Stat(filepath.Join(o.BinDir, PluginType)); err != nil {
+	if _, err := os.Stat(filepath.Join(o.BinDir, pluginconf.PluginType)); err != nil {
 		t.Fatalf("binary removed although an entry may remain: %v", err)
 	}
 	if _, err := os.Stat(o.KubeconfigPath); err != nil {
@@ -176,7 +178,7 @@ func TestUninstallKeepsBinaryWhenEntryRemovalFails(t *testing.T) {
 	if err := Uninstall(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(o.BinDir, PluginType)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(o.BinDir, pluginconf.PluginType)); !os.IsNotExist(err) {
 		t.Error("binary still there")
 	}
 }
@@ -192,7 +194,7 @@ func TestUninstallKeepEntryOnUpgrade(t *testing.T) {
 	if !hasOurEntryLast(t, conf) || inode(t, conf) != ino {
 		t.Error("entry touched")
 	}
-	if _, err := os.Stat(filepath.Join(o.BinDir, PluginType)); err != nil {
+	if _, err := os.Stat(filepath.Join(o.BinDir, pluginconf.PluginType)); err != nil {
 		t.Error("binary removed")
 	}
 	if _, err := os.Stat(o.KubeconfigPath); err != nil {
