@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"strings"
 
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
@@ -13,7 +11,7 @@ import (
 // DefaultIPv6DisabledPath is the host's IPv6 switch. The agent runs with
 // hostNetwork, and /proc/sys/net shows the reader's network namespace, so
 // the agent's own /proc/sys is the host's.
-const DefaultIPv6DisabledPath = "/proc/sys/net/ipv6/conf/all/disable_ipv6"
+const DefaultIPv6DisabledPath = redirect.IPv6DisabledPath
 
 // ProbeFamilies returns the families a backend must work for on this host:
 // IPv4, plus IPv6 when disableIPv6Path reads 0. The plugin programs IPv6
@@ -26,19 +24,15 @@ func ProbeFamilies(disableIPv6Path string) ([]redirect.Family, error) {
 	if disableIPv6Path == "" {
 		return v4, nil
 	}
-	b, err := os.ReadFile(disableIPv6Path)
-	if errors.Is(err, fs.ErrNotExist) {
+	on, err := redirect.IPv6Switch(disableIPv6Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return v4, nil
-	}
-	if err != nil {
-		return v4, fmt.Errorf("read %s (is IPv6 enabled on the host?): %w", disableIPv6Path, err)
-	}
-	switch v := strings.TrimSpace(string(b)); v {
-	case "0":
+	case err != nil:
+		return v4, fmt.Errorf("is IPv6 enabled on the host? %w", err)
+	case on:
 		return []redirect.Family{redirect.IPv4, redirect.IPv6}, nil
-	case "1":
-		return v4, nil
 	default:
-		return v4, fmt.Errorf("%s: unexpected value %q (want 0 or 1)", disableIPv6Path, v)
+		return v4, nil
 	}
 }

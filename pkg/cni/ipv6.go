@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
@@ -35,15 +34,15 @@ func ipv6EnabledHere() (bool, error) {
 		return false, fmt.Errorf("read %s: %w", ipv6ConfDir, err)
 	}
 	for _, e := range entries {
-		p := filepath.Join(ipv6ConfDir, e.Name(), "disable_ipv6")
-		b, err := os.ReadFile(p)
-		if errors.Is(err, fs.ErrNotExist) {
+		on, err := redirect.IPv6Switch(filepath.Join(ipv6ConfDir, e.Name(), "disable_ipv6"))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			continue // the interface went away meanwhile
-		}
-		if err != nil {
-			return false, fmt.Errorf("read %s: %w", p, err)
-		}
-		if strings.TrimSpace(string(b)) == "0" {
+		case errors.Is(err, redirect.ErrIPv6SwitchValue):
+			continue // only "0" counts as enabled
+		case err != nil:
+			return false, err
+		case on:
 			return true, nil
 		}
 	}
