@@ -211,14 +211,14 @@ func TestKataExtensionInstallsRechecksAndKeepsPolicyOnShutdown(t *testing.T) {
 		t.Fatalf("after shutdown label %q annotation %q, want them kept", l, a)
 	}
 
-	// Explicit uninstall restores the configurations and clears the marks.
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kc, srv.AdminKubeconfig(), 0o600); err != nil {
-		t.Fatal(err)
+	// Explicit uninstall (what `node-agent kata uninstall --node` runs; the
+	// command lives in pkg/agent/cli, which this package cannot import)
+	// restores the configurations and clears the marks.
+	if err := (&kata.NodeInstaller{HostRoot: root}).Uninstall(context.Background()); err != nil {
+		t.Fatalf("kata uninstall: %v", err)
 	}
-	var out, errs bytes.Buffer
-	if code := kata.Main(context.Background(), []string{"uninstall", "--host-root", root, "--node", node, "--kubeconfig", kc}, &out, &errs); code != 0 {
-		t.Fatalf("kata uninstall exit %d: %s %s", code, out.String(), errs.String())
+	if err := kata.ClearNodeMarks(context.Background(), cs, node); err != nil {
+		t.Fatalf("kata uninstall: clear node marks: %v", err)
 	}
 	if readHost(t, root, kataQemuCfg) != kataQemuInitrd {
 		t.Error("uninstall did not restore the configuration")

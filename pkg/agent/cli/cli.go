@@ -61,7 +61,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, version())
 		return 0
 	case "kata":
-		return kata.Main(ctx, args, stdout, stderr)
+		return kataMain(ctx, args, stdout, stderr)
 	case "validate":
 		return validateCmd(ctx, args, stdout, stderr)
 	case "help":

@@ -23,7 +23,7 @@ func TestCommands(t *testing.T) {
 	if code, _, errs := runMain("frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
 		t.Errorf("unknown command: %d %q", code, errs)
 	}
-	// kata dispatches to kata.Main.
+	// kata dispatches to kataMain.
 	if code, _, errs := runMain("kata", "help"); code != 0 || !strings.Contains(errs, "node-agent kata") {
 		t.Errorf("kata help: %d %q", code, errs)
 	}

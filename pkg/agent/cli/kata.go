@@ -1,4 +1,4 @@
-package kata
+package cli
 
 import (
 	"context"
@@ -12,18 +12,17 @@ import (
 	"strings"
 
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kagenti/authbridge-node/pkg/kata"
 	"github.com/kagenti/authbridge-node/policy"
 )
 
-const usage = `usage: node-agent kata <command> [flags]
+const kataUsage = `usage: node-agent kata <command> [flags]
 
 commands:
   initdata             build a CoCo initdata document for the pod annotation
-                       ` + AnnotationInitdata + `
-  peer-pods-configmap  render the peer-pods default initdata (ConfigMap ` + PeerPodsConfigMap + `, key ` + PeerPodsInitdataKey + `)
+                       ` + kata.AnnotationInitdata + `
+  peer-pods-configmap  render the peer-pods default initdata (ConfigMap ` + kata.PeerPodsConfigMap + `, key ` + kata.PeerPodsInitdataKey + `)
   policy               print a policy preset (Rego)
   install              install the restrictive policy into this node's Kata initrds
                        (--allow-tee-initrd also changes measured TEE initrds)
@@ -36,11 +35,11 @@ policy flags (initdata, peer-pods-configmap, policy):
   --policy-file FILE                           your own Rego instead of a preset
 `
 
-// Main runs `node-agent kata <args...>` (args exclude "kata") and returns
+// kataMain runs `node-agent kata <args...>` (args exclude "kata") and returns
 // the process exit code: 0 success, 1 failure, 2 bad usage.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func kataMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, kataUsage)
 		if len(args) == 0 {
 			return 2
 		}
@@ -57,7 +56,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "install", "uninstall":
 		err = runNode(ctx, args[0], args[1:], stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "node-agent kata: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "node-agent kata: unknown command %q\n\n%s", args[0], kataUsage)
 		return 2
 	}
 	var ue usageError
@@ -107,7 +106,7 @@ func (p *policyFlags) load() ([]byte, string, error) {
 	return b, name, nil
 }
 
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+func newKataFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("node-agent kata "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return fs
@@ -131,15 +130,15 @@ func runInitdata(args []string, stdout, stderr io.Writer, peerPods bool) error {
 	if peerPods {
 		name = "peer-pods-configmap"
 	}
-	fs := newFlagSet(name, stderr)
+	fs := newKataFlagSet(name, stderr)
 	var pf policyFlags
 	pf.register(fs)
-	alg := fs.String("algorithm", DefaultInitdataAlgorithm, "initdata digest algorithm: "+strings.Join(InitdataAlgorithms, ", "))
+	alg := fs.String("algorithm", kata.DefaultInitdataAlgorithm, "initdata digest algorithm: "+strings.Join(kata.InitdataAlgorithms, ", "))
 	aa := fs.String("aa-toml", "", "attestation-agent configuration to include as aa.toml")
 	cdh := fs.String("cdh-toml", "", "confidential-data-hub configuration to include as cdh.toml")
 	format := fs.String("format", "value", "initdata output: value (annotation value), yaml (pod metadata snippet), toml (the raw document)")
 	platform := fs.String("platform", "", "also print the digest as this TEE reports it: tdx, snp, cca, se")
-	namespace := fs.String("namespace", PeerPodsNamespace, "peer-pods-configmap: namespace of "+PeerPodsConfigMap)
+	namespace := fs.String("namespace", kata.PeerPodsNamespace, "peer-pods-configmap: namespace of "+kata.PeerPodsConfigMap)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -147,7 +146,7 @@ func runInitdata(args []string, stdout, stderr io.Writer, peerPods bool) error {
 	if err != nil {
 		return err
 	}
-	opts := InitdataOptions{Policy: src, PolicyName: srcName, Algorithm: *alg}
+	opts := kata.InitdataOptions{Policy: src, PolicyName: srcName, Algorithm: *alg}
 	if *aa != "" {
 		if opts.AAToml, err = os.ReadFile(*aa); err != nil {
 			return fmt.Errorf("read --aa-toml: %w", err)
@@ -158,7 +157,7 @@ func runInitdata(args []string, stdout, stderr io.Writer, peerPods bool) error {
 			return fmt.Errorf("read --cdh-toml: %w", err)
 		}
 	}
-	doc, err := BuildInitdata(opts)
+	doc, err := kata.BuildInitdata(opts)
 	if err != nil {
 		return err
 	}
@@ -171,7 +170,7 @@ func runInitdata(args []string, stdout, stderr io.Writer, peerPods bool) error {
 		fmt.Fprintf(stderr, "as %s reports it: %s\n", *platform, hex.EncodeToString(pd))
 	}
 	if peerPods {
-		out, err := RenderPeerPodsConfigMap(doc, *namespace)
+		out, err := kata.RenderPeerPodsConfigMap(doc, *namespace)
 		if err != nil {
 			return err
 		}
@@ -185,7 +184,7 @@ func runInitdata(args []string, stdout, stderr io.Writer, peerPods bool) error {
 		_, err = stdout.Write(doc.TOML)
 	case "yaml":
 		var out []byte
-		if out, err = RenderPodAnnotation(doc); err == nil {
+		if out, err = kata.RenderPodAnnotation(doc); err == nil {
 			_, err = stdout.Write(out)
 		}
 	default:
@@ -195,7 +194,7 @@ func runInitdata(args []string, stdout, stderr io.Writer, peerPods bool) error {
 }
 
 func runPolicy(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("policy", stderr)
+	fs := newKataFlagSet("policy", stderr)
 	var pf policyFlags
 	pf.register(fs)
 	if err := parse(fs, args); err != nil {
@@ -205,7 +204,7 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := ValidatePolicy(name, src); err != nil {
+	if err := kata.ValidatePolicy(name, src); err != nil {
 		return err
 	}
 	_, err = stdout.Write(src)
@@ -213,32 +212,32 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 }
 
 func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(cmd, stderr)
-	root := fs.String("host-root", DefaultHostRoot, "where the host's / is mounted")
+	fs := newKataFlagSet(cmd, stderr)
+	root := fs.String("host-root", kata.DefaultHostRoot, "where the host's / is mounted")
 	allowTEE := fs.Bool("allow-tee-initrd", false, "install: also append to initrds of confidential_guest (TEE) configurations, changing their launch measurement")
-	node := fs.String("node", os.Getenv("NODE_NAME"), "uninstall: Node whose "+LabelKataPolicy+" label and sha256 annotation to remove (default $NODE_NAME)")
+	node := fs.String("node", os.Getenv("NODE_NAME"), "uninstall: Node whose "+kata.LabelKataPolicy+" label and sha256 annotation to remove (default $NODE_NAME)")
 	kubeconfig := fs.String("kubeconfig", "", "uninstall: kubeconfig for removing the Node label (default: in-cluster)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	n := &NodeInstaller{HostRoot: *root, AllowTEEInitrd: *allowTEE, Log: slog.New(slog.NewTextHandler(stderr, nil))}
+	n := &kata.NodeInstaller{HostRoot: *root, AllowTEEInitrd: *allowTEE, Log: slog.New(slog.NewTextHandler(stderr, nil))}
 	if cmd == "uninstall" {
 		if err := n.Uninstall(ctx); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "Kata configurations restored; guests booted from now on have no authbridge policy")
 		if *node == "" {
-			fmt.Fprintf(stderr, "note: --node (or NODE_NAME) not set: remove the %s label and %s annotation from the Node yourself\n", LabelKataPolicy, AnnotationKataPolicySHA256)
+			fmt.Fprintf(stderr, "note: --node (or NODE_NAME) not set: remove the %s label and %s annotation from the Node yourself\n", kata.LabelKataPolicy, kata.AnnotationKataPolicySHA256)
 			return nil
 		}
 		cs, err := kubeClient(*kubeconfig)
 		if err != nil {
 			return fmt.Errorf("configurations restored, but the Node label was not removed: %w", err)
 		}
-		if err := ClearNodeMarks(ctx, cs, *node); err != nil {
+		if err := kata.ClearNodeMarks(ctx, cs, *node); err != nil {
 			return fmt.Errorf("configurations restored, but: %w", err)
 		}
-		fmt.Fprintf(stdout, "removed %s and %s from node %s\n", LabelKataPolicy, AnnotationKataPolicySHA256, *node)
+		fmt.Fprintf(stdout, "removed %s and %s from node %s\n", kata.LabelKataPolicy, kata.AnnotationKataPolicySHA256, *node)
 		return nil
 	}
 	res, err := n.Install(ctx)
@@ -248,18 +247,12 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s=%s\n%s=%s\n", LabelKataPolicy, res.Label(), AnnotationKataPolicySHA256, res.PolicySHA256)
+	fmt.Fprintf(stdout, "%s=%s\n%s=%s\n", kata.LabelKataPolicy, res.Label(), kata.AnnotationKataPolicySHA256, res.PolicySHA256)
 	return nil
 }
 
 func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else if cfg, err = rest.InClusterConfig(); err != nil {
-		err = fmt.Errorf("in-cluster config (or pass --kubeconfig): %w", err)
-	}
+	cfg, err := restConfig(kubeconfig)
 	if err != nil {
 		return nil, err
 	}
