@@ -552,7 +552,7 @@ func TestParallelAdds(t *testing.T) {
 	}
 	wg.Wait()
 	for _, ln := range e.logLines() {
-		if s, _ := ln["error"].(string); strings.Contains(strings.ToLower(s), "lock") {
+		if s, _ := ln["err"].(string); strings.Contains(strings.ToLower(s), "lock") {
 			t.Errorf("lock error in the plugin log: %s", s)
 		}
 	}

@@ -53,6 +53,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/containerstate"
@@ -134,7 +135,11 @@ func (p *Plugin) finish(conf *Conf, log *slog.Logger, r *record) {
 	if r.err != nil {
 		ev.Result = pluginevents.Failure
 		ev.Message = r.err.Error()
-		log.Error("authbridge-cni "+string(r.op)+" failed", append(attrs, "error", r.err.Error())...)
+		log.Error("authbridge-cni "+string(r.op)+" failed", append(attrs, "err", r.err.Error())...)
+	} else if r.op == pluginevents.OpStatus || r.op == pluginevents.OpCheck {
+		// Runtimes call STATUS (and some CHECK) periodically: a line per
+		// success would fill the log with nothing.
+		log.Debug("authbridge-cni "+string(r.op), attrs...)
 	} else {
 		log.Info("authbridge-cni "+string(r.op), attrs...)
 	}
@@ -142,9 +147,25 @@ func (p *Plugin) finish(conf *Conf, log *slog.Logger, r *record) {
 		sock := filepath.Join(conf.StateDir, pluginevents.SocketName)
 		if err := pluginevents.Send(sock, ev); err != nil {
 			// The agent may be restarting; metrics never fail a pod.
-			log.Debug("plugin event not delivered", "error", err.Error())
+			log.Debug("plugin event not delivered", "err", err.Error())
 		}
 	}
+}
+
+// The plugin's log file is bounded: at logMaxMB it is rotated (renamed
+// with a timestamp next to it), and at most logBackups rotated files are
+// kept, so the plugin never uses more than (1+logBackups)*logMaxMB of the
+// node's disk for its log (40 MB).
+const (
+	logMaxMB   = 10
+	logBackups = 3
+)
+
+// logWriter appends to path, rotating it at maxMB megabytes and keeping
+// backups old files. Each plugin run is its own process: the size is
+// checked on open and on every write.
+func logWriter(path string, maxMB, backups int) io.WriteCloser {
+	return &lumberjack.Logger{Filename: path, MaxSize: maxMB, MaxBackups: backups, LocalTime: false}
 }
 
 // openLog opens the config's log file; stderr when it cannot be opened
@@ -154,8 +175,12 @@ func openLog(conf *Conf) (*slog.Logger, func()) {
 	closeFn := func() {}
 	if conf != nil && conf.LogFile != "" {
 		if err := os.MkdirAll(filepath.Dir(conf.LogFile), 0o755); err == nil {
+			// Open (create) it here with the plugin's mode, so a failure
+			// falls back to stderr as before; the rotating writer appends.
 			if f, err := os.OpenFile(conf.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640); err == nil {
-				w, closeFn = f, func() { f.Close() }
+				f.Close()
+				lw := logWriter(conf.LogFile, logMaxMB, logBackups)
+				w, closeFn = lw, func() { lw.Close() }
 			}
 		}
 	}
@@ -176,11 +201,11 @@ func begin(op pluginevents.Op, args *skel.CmdArgs) (*Conf, *slog.Logger, func(),
 	log, closeLog := openLog(conf)
 	if err != nil {
 		r.err = err
-		log.Error("authbridge-cni "+string(op)+" failed", "op", string(op), "container", args.ContainerID, "error", err.Error())
+		log.Error("authbridge-cni "+string(op)+" failed", "op", string(op), "container", args.ContainerID, "err", err.Error())
 		return nil, log, closeLog, r, err
 	}
 	if warn != nil {
-		log.Warn("authbridge-cni "+string(op)+": the config would be refused by ADD; tearing down anyway", "op", string(op), "container", args.ContainerID, "error", warn.Error())
+		log.Warn("authbridge-cni "+string(op)+": the config would be refused by ADD; tearing down anyway", "op", string(op), "container", args.ContainerID, "err", warn.Error())
 	}
 	return conf, log, closeLog, r, nil
 }
@@ -397,7 +422,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
 	cs, err := containerstate.Read(conf.StateDir, args.ContainerID)
 	if err != nil {
 		// A corrupt record must not block the pod's deletion forever.
-		log.Warn("container state unreadable; removing it", "container", args.ContainerID, "error", err.Error())
+		log.Warn("container state unreadable; removing it", "container", args.ContainerID, "err", err.Error())
 		return containerstate.Remove(conf.StateDir, args.ContainerID)
 	}
 	if cs == nil {
@@ -412,7 +437,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
 		var gone ns.NSPathNotExistErr
 		if berr != nil && !errors.As(berr, &gone) {
 			// Best effort: the netns is about to be destroyed with its rules.
-			log.Warn("removing redirect rules failed", "container", args.ContainerID, "netns", args.Netns, "error", berr.Error())
+			log.Warn("removing redirect rules failed", "container", args.ContainerID, "netns", args.Netns, "err", berr.Error())
 		}
 	}
 	return containerstate.Remove(conf.StateDir, args.ContainerID)

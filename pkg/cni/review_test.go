@@ -117,7 +117,7 @@ func TestDelGCTolerateConfigSkew(t *testing.T) {
 	}
 	warned := false
 	for _, ln := range e.logLines() {
-		if ln["level"] == "WARN" && ln["op"] == "DEL" && strings.Contains(ln["error"].(string), "futureKey") {
+		if ln["level"] == "WARN" && ln["op"] == "DEL" && strings.Contains(ln["err"].(string), "futureKey") {
 			warned = true
 		}
 	}
