@@ -240,19 +240,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer wg.Wait()
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
-	listening := make(chan error, 1)
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		if err := a.listenPluginEvents(bg, listening); err != nil {
-			a.log.Error("plugin events listener stopped: CNI metrics and pod events are lost", "err", err)
-		}
-	}()
+	// The socket exists before the first probe and install, so the
+	// plugin's first events reach the agent.
+	if events, err := pluginevents.Listen(a.SocketPath()); err != nil {
+		a.log.Error("cannot listen for plugin events", "socket", a.SocketPath(), "err", err)
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := events.Serve(bg, a.HandlePluginEvent); err != nil {
+				a.log.Error("plugin events listener stopped: CNI metrics and pod events are lost", "err", err)
+			}
+		}()
+	}
+	wg.Add(2)
 	go func() { defer wg.Done(); a.apiWorker(bg) }()
 	go func() { defer wg.Done(); a.nodeSyncLoop(bg) }()
-	if err := <-listening; err != nil {
-		a.log.Error("cannot listen for plugin events", "socket", a.SocketPath(), "err", err)
-	}
 
 	// 1. Probe first: the plugin reads the state file on every ADD.
 	a.ProbeOnce(ctx)

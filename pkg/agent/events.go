@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,26 +39,6 @@ func (a *Agent) emit(ctx context.Context, ref corev1.ObjectReference, typ, reaso
 	if _, err := a.o.Client.CoreV1().Events(ns).Create(cctx, ev, metav1.CreateOptions{}); err != nil {
 		a.log.Warn("cannot create event", "reason", reason, "object", ref.Kind+"/"+ref.Namespace+"/"+ref.Name, "err", err)
 	}
-}
-
-// listenPluginEvents serves the plugin events socket; listening receives
-// nil once the socket exists (or an error).
-func (a *Agent) listenPluginEvents(ctx context.Context, listening chan<- error) error {
-	path := a.SocketPath()
-	_ = os.Remove(path) // a stale socket from a previous run
-	// pluginevents.Listen creates the socket, then blocks reading: watch
-	// for the file so Run knows the plugin can reach the agent.
-	go func() {
-		for i := 0; i < 500 && ctx.Err() == nil; i++ {
-			if _, err := os.Stat(path); err == nil {
-				listening <- nil
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		listening <- fmt.Errorf("socket %s did not appear", path)
-	}()
-	return pluginevents.Listen(ctx, path, a.HandlePluginEvent)
 }
 
 // HandlePluginEvent records one plugin event in the metrics and queues the

@@ -78,21 +78,39 @@ func Send(socketPath string, ev Event) error {
 	return err
 }
 
-// Listen receives events until ctx ends, calling handle for each valid one.
-func Listen(ctx context.Context, socketPath string, handle func(Event)) error {
+// Listener is the agent's end of the socket.
+type Listener struct {
+	pc   net.PacketConn
+	path string
+}
+
+// Listen creates the socket (replacing a stale one from a previous run),
+// mode 0600: once it returns, plugins can send. Serve reads from it.
+func Listen(socketPath string) (*Listener, error) {
 	_ = os.Remove(socketPath)
 	pc, err := net.ListenPacket("unixgram", socketPath)
 	if err != nil {
-		return fmt.Errorf("listen on plugin events socket: %w", err)
+		return nil, fmt.Errorf("listen on plugin events socket %s: %w", socketPath, err)
 	}
 	if err := os.Chmod(socketPath, 0o600); err != nil {
 		pc.Close()
-		return err
+		return nil, fmt.Errorf("plugin events socket %s: %w", socketPath, err)
 	}
-	go func() { <-ctx.Done(); pc.Close() }()
+	return &Listener{pc: pc, path: socketPath}, nil
+}
+
+// Path is the socket's path.
+func (l *Listener) Path() string { return l.path }
+
+// Serve receives events until ctx ends (then closes the socket and returns
+// nil), calling handle for each valid one; malformed datagrams are dropped.
+func (l *Listener) Serve(ctx context.Context, handle func(Event)) error {
+	stop := context.AfterFunc(ctx, func() { l.pc.Close() })
+	defer stop()
+	defer l.pc.Close()
 	buf := make([]byte, 64*1024)
 	for {
-		n, _, err := pc.ReadFrom(buf)
+		n, _, err := l.pc.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -105,3 +123,6 @@ func Listen(ctx context.Context, socketPath string, handle func(Event)) error {
 		}
 	}
 }
+
+// Close closes the socket (a Listener never served).
+func (l *Listener) Close() error { return l.pc.Close() }
