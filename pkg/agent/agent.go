@@ -99,7 +99,7 @@ type Options struct {
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	// HostRoot is where the host's / is mounted: the kubelet config is
-	// searched there (KubeletConfigCandidates) unless KubeletConfigPath is
+	// searched there (hostdns.KubeletConfigCandidates) unless KubeletConfigPath is
 	// set, and the kubelet's resolvConf is read there.
 	HostRoot string
 	// KubeletConfigPath is the host's kubelet config (clusterDNS,

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kagenti/authbridge-node/pkg/hostdns"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 )
 
@@ -84,9 +85,9 @@ func TestHostDNSFromHostRoot(t *testing.T) {
 			for p, c := range tc.files {
 				writeHostFile(t, root, p, c)
 			}
-			kc := FindKubeletConfig(root)
+			kc := hostdns.FindKubeletConfig(root)
 			if kc.Err != nil || kc.Path != filepath.Join(root, tc.wantPath) {
-				t.Fatalf("FindKubeletConfig: path %s err %v, want %s", kc.Path, kc.Err, tc.wantPath)
+				t.Fatalf("hostdns.FindKubeletConfig: path %s err %v, want %s", kc.Path, kc.Err, tc.wantPath)
 			}
 			cfg := testConfig(t)
 			h := newAgent(t, admin(t), "node-hostdns-"+tc.name, cfg, func(o *Options) { o.HostRoot = root })
@@ -110,7 +111,7 @@ func TestHostDNSFromHostRoot(t *testing.T) {
 func TestHostDNSNotFound(t *testing.T) {
 	root := t.TempDir()
 	writeHostFile(t, root, "etc/kubernetes/kubelet.conf", kubeadmKubeconfig)
-	kc := FindKubeletConfig(root)
+	kc := hostdns.FindKubeletConfig(root)
 	if kc.Err == nil || !strings.Contains(kc.Err.Error(), root) || !strings.Contains(kc.Err.Error(), "/etc/kubernetes/kubelet.conf") || !strings.Contains(kc.Err.Error(), "--kubelet-config") {
 		t.Fatalf("error: %v", kc.Err)
 	}
@@ -120,11 +121,11 @@ func TestHostDNSNotFound(t *testing.T) {
 	if st := h.a.ProbeOnce(context.Background()); strings.Join(st.ClusterDNS, ",") != "10.0.0.10" || len(st.NodeResolvers) != 0 {
 		t.Fatalf("fallback: %+v", st)
 	}
-	if _, err := ReadKubeletConfig(filepath.Join(root, "missing.yaml")); err == nil {
+	if _, err := hostdns.ReadKubeletConfig(filepath.Join(root, "missing.yaml")); err == nil {
 		t.Fatal("missing explicit kubelet config accepted")
 	}
 	writeHostFile(t, root, "bad.yaml", "clusterDNS: [not-an-ip]\n")
-	if _, err := ReadKubeletConfig(filepath.Join(root, "bad.yaml")); err == nil || !strings.Contains(err.Error(), `"not-an-ip"`) {
+	if _, err := hostdns.ReadKubeletConfig(filepath.Join(root, "bad.yaml")); err == nil || !strings.Contains(err.Error(), `"not-an-ip"`) {
 		t.Fatalf("bad clusterDNS: %v", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/agent"
 	"github.com/kagenti/authbridge-node/pkg/capability"
+	"github.com/kagenti/authbridge-node/pkg/hostdns"
 	"github.com/kagenti/authbridge-node/pkg/install"
 	"github.com/kagenti/authbridge-node/pkg/kata"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
@@ -94,7 +95,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var f runFlags
 	fs.StringVar(&f.config, "config", agent.DefaultConfigPath, "agent config file (ConfigMap authbridge-node-config)")
-	fs.StringVar(&f.kubeletConfig, "kubelet-config", "", "the host's kubelet config file, as mounted in the agent (clusterDNS, resolvConf); default: the first KubeletConfiguration found under --host-root at "+strings.Join(agent.KubeletConfigCandidates(), ", "))
+	fs.StringVar(&f.kubeletConfig, "kubelet-config", "", "the host's kubelet config file, as mounted in the agent (clusterDNS, resolvConf); default: the first KubeletConfiguration found under --host-root at "+strings.Join(hostdns.KubeletConfigCandidates(), ", "))
 	fs.StringVar(&f.resolvConf, "resolv-conf", "", "the node resolv.conf (resolvers of dnsPolicy Default pods); default: the kubelet config's resolvConf under --host-root, else <host-root>/etc/resolv.conf")
 	fs.StringVar(&f.ipv6Disabled, "ipv6-disabled-sysctl", agent.DefaultIPv6DisabledPath, "the host's disable_ipv6 sysctl (the agent runs with hostNetwork): 0 means backends are probed for IPv4 and IPv6")
 	fs.StringVar(&f.pluginBinary, "plugin-binary", "/opt/authbridge/bin/authbridge-cni", "the plugin binary to install")
