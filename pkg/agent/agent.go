@@ -33,7 +33,6 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/metrics"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
-	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
 // Node labels and annotations the agent owns.
@@ -55,10 +54,6 @@ const (
 	// EventComponent is the events' source component.
 	EventComponent = "authbridge-node-agent"
 )
-
-// ProbeFunc probes the named backends for the given IP families; a backend
-// works only if it works for every family (capability.Probe in production).
-type ProbeFunc func(ctx context.Context, backends []string, families []redirect.Family) []nodestate.BackendResult
 
 // Installer puts the plugin on the node and keeps it there.
 type Installer interface {
@@ -91,7 +86,7 @@ type Options struct {
 	Config   config.Agent
 	NodeName string
 	Client   kubernetes.Interface
-	Probe    ProbeFunc
+	Probe    capability.ProbeFunc
 	// Installer is nil only in tests that exercise the rest.
 	Installer  Installer
 	Extensions []NodeExtension

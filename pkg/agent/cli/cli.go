@@ -146,8 +146,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Config:   cfg,
 		NodeName: f.nodeName,
 		Client:   cs,
-		Probe: agent.HostProbe{Exe: "/proc/self/exe", HostRoot: f.hostRoot, Logger: log,
-			Fallback: agent.WithHostBinaries(productionProbe, f.hostRoot)}.Func(),
+		Probe: capability.HostProbe{Exe: "/proc/self/exe", HostRoot: f.hostRoot, Logger: log,
+			Fallback: capability.WithHostBinaries(productionProbe, f.hostRoot)}.Func(),
 		Installer:         inst,
 		Logger:            log,
 		HostRoot:          f.hostRoot,
@@ -202,7 +202,7 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", agent.DefaultConfigPath, "agent config file (backend preference order); defaults apply when the file is missing")
 	hostRoot := fs.String("host-root", kata.DefaultHostRoot, "where the host's / is mounted (host iptables binaries); / when run on the host")
-	// --raw is the agent's own call into the host root (agent.HostProbe):
+	// --raw is the agent's own call into the host root (capability.HostProbe):
 	// the given backends and families, results as a JSON list, nothing else.
 	raw := fs.Bool("raw", false, "internal: probe --backends for --families in this root and print the results as JSON")
 	rawBackends := fs.String("backends", "", "with --raw: comma-separated backends")
@@ -226,8 +226,8 @@ func probe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "node-agent probe: %v; probing IPv4 only\n", err)
 	}
-	res := agent.HostProbe{Exe: "/proc/self/exe", HostRoot: *hostRoot, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
-		Fallback: agent.WithHostBinaries(productionProbe, *hostRoot)}.Func()(ctx, cfg.Backends, families)
+	res := capability.HostProbe{Exe: "/proc/self/exe", HostRoot: *hostRoot, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+		Fallback: capability.WithHostBinaries(productionProbe, *hostRoot)}.Func()(ctx, cfg.Backends, families)
 	out := probeOutput{EgressRedirect: agent.BackendNone, Families: families, Results: res}
 	if w := (nodestate.State{Results: res}).Working(cfg.Backends); len(w) > 0 {
 		out.EgressRedirect, out.Capable = w[0], true
@@ -260,8 +260,8 @@ func rawProbe(ctx context.Context, backends, families string, stdout, stderr io.
 			return 2
 		}
 	}
-	if os.Getenv(agent.HostProbeChildEnv) == agent.HostProbeChildChroot {
-		// In the host's root, in a private mount namespace (agent.HostProbe):
+	if os.Getenv(capability.HostProbeChildEnv) == capability.HostProbeChildChroot {
+		// In the host's root, in a private mount namespace (capability.HostProbe):
 		// a procfs of our own PID namespace, so /proc/<pid>/task/<tid> names
 		// our threads.
 		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kagenti/authbridge-node/pkg/agent"
+	"github.com/kagenti/authbridge-node/pkg/capability"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "probe" {
 		os.Exit(Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
-	if os.Getenv(agent.HostProbeChildEnv) != "" {
+	if os.Getenv(capability.HostProbeChildEnv) != "" {
 		fmt.Fprintln(os.Stderr, "test binary started as the host probe child without the probe command")
 		os.Exit(1)
 	}
@@ -83,7 +83,7 @@ func hostRoot(t *testing.T, binds ...string) string {
 	return root
 }
 
-func failingFallback(t *testing.T) agent.ProbeFunc {
+func failingFallback(t *testing.T) capability.ProbeFunc {
 	return func(context.Context, []string, []redirect.Family) []nodestate.BackendResult {
 		t.Error("fallback used: the probe did not run in the host root")
 		return nil
@@ -99,14 +99,14 @@ func TestHostProbeUsesHostRootBinaries(t *testing.T) {
 	ctx := context.Background()
 	fams := []redirect.Family{redirect.IPv4, redirect.IPv6}
 
-	full := agent.HostProbe{Exe: "/node-agent", HostRoot: hostRoot(t, "/usr", "/dev", "/run"), Fallback: failingFallback(t)}
+	full := capability.HostProbe{Exe: "/node-agent", HostRoot: hostRoot(t, "/usr", "/dev", "/run"), Fallback: failingFallback(t)}
 	for _, r := range full.Func()(ctx, redirect.AllBackends, fams) {
 		if !r.Works {
 			t.Errorf("host root with /usr: %s fails: %s", r.Backend, r.Error)
 		}
 	}
 
-	bare := agent.HostProbe{Exe: "/node-agent", HostRoot: hostRoot(t, "/dev", "/run"), Fallback: failingFallback(t)}
+	bare := capability.HostProbe{Exe: "/node-agent", HostRoot: hostRoot(t, "/dev", "/run"), Fallback: failingFallback(t)}
 	res := bare.Func()(ctx, redirect.AllBackends, fams)
 	for _, r := range res {
 		switch {
@@ -118,7 +118,7 @@ func TestHostProbeUsesHostRootBinaries(t *testing.T) {
 	}
 
 	fellBack := false
-	noProc := agent.HostProbe{Exe: "/node-agent", HostRoot: t.TempDir(), Logger: discardLogger(),
+	noProc := capability.HostProbe{Exe: "/node-agent", HostRoot: t.TempDir(), Logger: discardLogger(),
 		Fallback: func(context.Context, []string, []redirect.Family) []nodestate.BackendResult {
 			fellBack = true
 			return nil

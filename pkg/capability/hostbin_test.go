@@ -1,4 +1,4 @@
-package agent
+package capability
 
 import (
 	"context"
@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
 // A host root with iptables-nft reachable through Debian-style absolute
@@ -17,9 +20,16 @@ func TestWithHostBinaries(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "usr/sbin/xtables-nft-multi"), []byte("x"), 0o755)
 	os.Symlink("/etc/alternatives/iptables-nft", filepath.Join(root, "usr/sbin/iptables-nft"))
 	os.Symlink("/usr/sbin/xtables-nft-multi", filepath.Join(root, "etc/alternatives/iptables-nft"))
-	fp := &fakeProbe{}
-	fp.set("nftables", "iptables-nft", "iptables-legacy")
-	res := WithHostBinaries(fp.probe, root)(context.Background(), []string{"nftables", "iptables-nft", "iptables-legacy"}, nil)
+	// The kernel probe itself is not under test here: one that says every
+	// backend works, so only the host-binary check can fail one.
+	allWork := func(_ context.Context, backends []string, _ []redirect.Family) []nodestate.BackendResult {
+		out := make([]nodestate.BackendResult, len(backends))
+		for i, b := range backends {
+			out[i] = nodestate.BackendResult{Backend: b, Works: true}
+		}
+		return out
+	}
+	res := WithHostBinaries(allWork, root)(context.Background(), []string{"nftables", "iptables-nft", "iptables-legacy"}, nil)
 	if !res[0].Works || !res[1].Works {
 		t.Fatalf("nftables/iptables-nft: %+v", res)
 	}

@@ -1,4 +1,4 @@
-package agent
+package capability
 
 import (
 	"bytes"
@@ -15,6 +15,10 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
+
+// ProbeFunc probes the named backends for the given IP families; a backend
+// works only if it works for every family (capability.Probe in production).
+type ProbeFunc func(ctx context.Context, backends []string, families []redirect.Family) []nodestate.BackendResult
 
 // HostProbePath is the PATH the chrooted probe runs with: the host's
 // binaries, found where the plugin (run by the runtime on the host) finds them.
@@ -83,8 +87,8 @@ func (h HostProbe) Run(ctx context.Context, backends []string, families []redire
 	// The host's PATH, and the test knob passed through so e2e can force
 	// failures (it is counted as a weakening by the agent itself).
 	cmd.Env = []string{"PATH=" + HostProbePath, HostProbeChildEnv + "=1"}
-	if v, ok := os.LookupEnv("AUTHBRIDGE_PROBE_FORCE_FAIL"); ok {
-		cmd.Env = append(cmd.Env, "AUTHBRIDGE_PROBE_FORCE_FAIL="+v)
+	if v, ok := os.LookupEnv(ForceFailEnv); ok {
+		cmd.Env = append(cmd.Env, ForceFailEnv+"="+v)
 	}
 	cmd.Dir = "/"
 	if h.HostRoot != "" && h.HostRoot != "/" {
