@@ -54,6 +54,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"gopkg.in/natefinch/lumberjack.v2"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/containerstate"
@@ -210,7 +211,8 @@ func begin(op pluginevents.Op, args *skel.CmdArgs) (*Conf, *slog.Logger, func(),
 	return conf, log, closeLog, r, nil
 }
 
-// Add implements CNI ADD.
+// Add implements CNI ADD: check the chain, decide the pod's mode, then
+// enforce it (only enforce-redirect touches the netns), then record it.
 func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	conf, log, closeLog, r, err := begin(pluginevents.OpAdd, args)
 	defer closeLog()
@@ -219,15 +221,10 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	}
 	defer func() { r.err = err; p.finish(conf, log, r) }()
 
-	if conf.RawPrevResult == nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni is a chained plugin: ADD got no prevResult",
-			"put authbridge-cni after the primary plugin in the conflist (it cannot be the first or only plugin)")
-	}
-	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
-		return types.NewError(types.ErrDecodingFailure, "authbridge-cni: cannot parse prevResult: "+err.Error(), "the previous plugin in the chain returned a malformed result")
+	if err := parsePrevResult(conf); err != nil {
+		return err
 	}
 	passThrough := func() error { return types.PrintResult(conf.PrevResult, conf.CNIVersion) }
-
 	k8s, err := ParseK8sArgs(args.Args)
 	if err != nil {
 		return err
@@ -237,9 +234,51 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		return passThrough()
 	}
 	r.namespace, r.pod = string(k8s.K8S_POD_NAMESPACE), string(k8s.K8S_POD_NAME)
+
+	dec, err := p.decide(args, conf, k8s, r)
+	if err != nil {
+		return err
+	}
+	r.mode, r.reason = dec.Mode, dec.Reason
+	cs := containerstate.Record{ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
+		Namespace: r.namespace, Pod: r.pod, PodUID: string(dec.pod.UID), Mode: dec.Mode, Reason: dec.Reason, AppliedAt: time.Now().UTC()}
+	if dec.Mode != podmode.EnforceRedirect {
+		if err := containerstate.Write(conf.StateDir, cs); err != nil {
+			return err
+		}
+		return passThrough()
+	}
+	if err := p.enforce(args, conf, dec, r, &cs); err != nil {
+		return err
+	}
+	return passThrough()
+}
+
+// parsePrevResult refuses an ADD without the primary plugin's result.
+func parsePrevResult(conf *Conf) error {
+	if conf.RawPrevResult == nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni is a chained plugin: ADD got no prevResult",
+			"put authbridge-cni after the primary plugin in the conflist (it cannot be the first or only plugin)")
+	}
+	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+		return types.NewError(types.ErrDecodingFailure, "authbridge-cni: cannot parse prevResult: "+err.Error(), "the previous plugin in the chain returned a malformed result")
+	}
+	return nil
+}
+
+// decision is what ADD decided for a pod, with what enforcing it needs.
+type decision struct {
+	podinfo.Decision
+	pod   *corev1.Pod
+	state *nodestate.State // nil when the node state is unreadable
+}
+
+// decide reads the pod, its namespace's config and the node state, and
+// picks the mode (podinfo.Decide). Nothing in the netns is touched.
+func (p *Plugin) decide(args *skel.CmdArgs, conf *Conf, k8s K8sArgs, r *record) (decision, error) {
 	netns, err := ns.GetNS(args.Netns)
 	if err != nil {
-		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("authbridge-cni: network namespace %q of pod %s/%s: %v", args.Netns, r.namespace, r.pod, err), "the runtime passed a netns that does not exist (CNI_NETNS)")
+		return decision{}, types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("authbridge-cni: network namespace %q of pod %s/%s: %v", args.Netns, r.namespace, r.pod, err), "the runtime passed a netns that does not exist (CNI_NETNS)")
 	}
 	netns.Close()
 
@@ -247,43 +286,39 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	defer cancel()
 	src, err := p.NewSource(conf)
 	if err != nil {
-		return err
+		return decision{}, err
 	}
 	pod, err := src.GetPod(ctx, r.namespace, r.pod)
 	if err != nil {
-		return err
+		return decision{}, err
 	}
 	if uid := string(k8s.K8S_POD_UID); uid != "" && string(pod.UID) != uid {
-		return fmt.Errorf("pod %s/%s in the API server has UID %s but the runtime is creating UID %s (the pod was deleted and recreated); the runtime will retry", r.namespace, r.pod, pod.UID, uid)
+		return decision{}, fmt.Errorf("pod %s/%s in the API server has UID %s but the runtime is creating UID %s (the pod was deleted and recreated); the runtime will retry", r.namespace, r.pod, pod.UID, uid)
 	}
 	nsCfg, err := src.GetNamespaceConfig(ctx, r.namespace)
 	if err != nil {
-		return err
+		return decision{}, err
 	}
-	statePath := filepath.Join(conf.StateDir, nodestate.FileName)
 	var state *nodestate.State
-	st, stErr := nodestate.Read(statePath)
+	st, stErr := nodestate.Read(filepath.Join(conf.StateDir, nodestate.FileName))
 	if stErr == nil {
 		state = &st
 	}
 	d, err := podinfo.Decide(pod, nsCfg, conf.Policy, state)
 	if err != nil {
 		if errors.Is(err, podinfo.ErrNoNodeState) && stErr != nil {
-			return fmt.Errorf("%w: %v", err, stErr)
+			return decision{}, fmt.Errorf("%w: %v", err, stErr)
 		}
-		return err
+		return decision{}, err
 	}
-	r.mode, r.reason = d.Mode, d.Reason
-	cs := containerstate.Record{ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
-		Namespace: r.namespace, Pod: r.pod, PodUID: string(pod.UID), Mode: d.Mode, Reason: d.Reason, AppliedAt: time.Now().UTC()}
-	if d.Mode != podmode.EnforceRedirect {
-		if err := containerstate.Write(conf.StateDir, cs); err != nil {
-			return err
-		}
-		return passThrough()
-	}
+	return decision{Decision: d, pod: pod, state: state}, nil
+}
 
-	resolvers, err := podinfo.Resolvers(pod, conf.Policy, state)
+// enforce derives the pod's rules (resolvers, IP families), programs and
+// verifies them in its netns with the first working backend, and records
+// them in cs; any failure leaves no rules behind (fail closed).
+func (p *Plugin) enforce(args *skel.CmdArgs, conf *Conf, dec decision, r *record, cs *containerstate.Record) error {
+	resolvers, err := podinfo.Resolvers(dec.pod, conf.Policy, dec.state)
 	if err != nil {
 		return err
 	}
@@ -300,21 +335,21 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err := spec.Validate(); err != nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni: rules for pod %s/%s: %v", r.namespace, r.pod, err), "fix the policy in the authbridge node agent config")
 	}
-	backend, attempts, err := p.apply(args.Netns, d.Backends, spec)
+	backend, attempts, err := p.apply(args.Netns, dec.Backends, spec)
 	r.attempts = attempts
 	if err != nil {
 		return fmt.Errorf("pod %s/%s needs egress enforcement but its redirect rules could not be programmed, so it gets no network (fail closed): %w", r.namespace, r.pod, err)
 	}
 	r.backend = backend.Name()
 	cs.Backend, cs.Spec = backend.Name(), &spec
-	if err := containerstate.Write(conf.StateDir, cs); err != nil {
+	if err := containerstate.Write(conf.StateDir, *cs); err != nil {
 		// Without the record DEL and CHECK would not know the rules: undo.
 		if rerr := ns.WithNetNSPath(args.Netns, func(ns.NetNS) error { return backend.Remove() }); rerr != nil {
 			err = fmt.Errorf("%w (and removing the rules failed: %v)", err, rerr)
 		}
 		return err
 	}
-	return passThrough()
+	return nil
 }
 
 // apply enters the netns and programs the spec with the first backend whose
