@@ -216,11 +216,58 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("create state dir %s: %w", a.cfg.StateDir, err)
 	}
+	stopHealth, err := a.serveHealth()
+	if err != nil {
+		return err
+	}
+	defer stopHealth()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	a.startBackground(bg, &wg)
+
+	// 1. Probe first: the plugin reads the state file on every ADD.
+	a.ProbeOnce(ctx)
+
+	// 2. Install and keep the plugin (its own context: it outlives ctx
+	// until shutdown has stopped it, so it never races the uninstall).
+	instCtx, stopInstall := context.WithCancel(context.Background())
+	defer stopInstall()
+	installed, installDone := a.startInstaller(instCtx)
+	a.waitInstalled(ctx, installed, installDone)
+	if ctx.Err() == nil {
+		for _, ext := range a.o.Extensions {
+			a.installExtension(ctx, ext)
+		}
+	}
+	a.kickNode()
+
+	// 3. Keep probing, syncing the Node and checking pods until ctx ends.
+	a.loop(ctx)
+
+	// 4. Shutdown: stop the installer and the background work, then
+	// uninstall.
+	a.health.setStopping()
+	a.metrics.AgentReady.Set(0)
+	stopInstall()
+	<-installDone
+	stopBG()
+	wg.Wait()
+	down, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return a.shutdown(down)
+}
+
+// serveHealth serves /metrics, /healthz and /readyz on metricsAddr (or the
+// test's Listener) and returns how to stop it.
+func (a *Agent) serveHealth() (func(), error) {
 	ln := a.o.Listener
 	if ln == nil {
 		var err error
 		if ln, err = net.Listen("tcp", a.cfg.MetricsAddr); err != nil {
-			return fmt.Errorf("health server on metricsAddr %s: %w", a.cfg.MetricsAddr, err)
+			return nil, fmt.Errorf("health server on metricsAddr %s: %w", a.cfg.MetricsAddr, err)
 		}
 	}
 	hs := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
@@ -229,51 +276,55 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Error("health server stopped", "err", err)
 		}
 	}()
-	defer hs.Close()
+	return func() { hs.Close() }, nil
+}
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	bg, stopBG := context.WithCancel(ctx)
-	defer stopBG()
-	// The socket exists before the first probe and install, so the
-	// plugin's first events reach the agent.
+// startBackground starts, on wg, the plugin events server, the API worker
+// (Events) and the Node sync loop, all stopped by ctx. The events socket
+// exists when it returns, before the first probe and install, so the
+// plugin's first events reach the agent.
+func (a *Agent) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	if events, err := pluginevents.Listen(a.SocketPath()); err != nil {
 		a.log.Error("cannot listen for plugin events", "socket", a.SocketPath(), "err", err)
 	} else {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := events.Serve(bg, a.HandlePluginEvent); err != nil {
+			if err := events.Serve(ctx, a.HandlePluginEvent); err != nil {
 				a.log.Error("plugin events listener stopped: CNI metrics and pod events are lost", "err", err)
 			}
 		}()
 	}
 	wg.Add(2)
-	go func() { defer wg.Done(); a.apiWorker(bg) }()
-	go func() { defer wg.Done(); a.nodeSyncLoop(bg) }()
+	go func() { defer wg.Done(); a.apiWorker(ctx) }()
+	go func() { defer wg.Done(); a.nodeSyncLoop(ctx) }()
+}
 
-	// 1. Probe first: the plugin reads the state file on every ADD.
-	a.ProbeOnce(ctx)
-
-	// 2. Install and keep the plugin.
-	installed := make(chan struct{})
-	installDone := make(chan struct{})
-	instCtx, stopInstall := context.WithCancel(context.Background())
-	defer stopInstall()
-	if a.o.Installer != nil {
-		go func() {
-			defer close(installDone)
-			var once sync.Once
-			err := a.o.Installer.Run(instCtx, func() { once.Do(func() { close(installed) }) })
-			if err != nil && instCtx.Err() == nil {
-				a.log.Error("plugin installer stopped: the node no longer keeps the authbridge-cni entry", "err", err)
-				a.health.setInstallErr(err)
-			}
-		}()
-	} else {
+// startInstaller runs the Installer until ctx ends: installed is closed
+// once it first installed, installDone when it returned. Without an
+// Installer both are closed at once.
+func (a *Agent) startInstaller(ctx context.Context) (installed, installDone chan struct{}) {
+	installed, installDone = make(chan struct{}), make(chan struct{})
+	if a.o.Installer == nil {
 		close(installed)
 		close(installDone)
+		return installed, installDone
 	}
+	go func() {
+		defer close(installDone)
+		var once sync.Once
+		err := a.o.Installer.Run(ctx, func() { once.Do(func() { close(installed) }) })
+		if err != nil && ctx.Err() == nil {
+			a.log.Error("plugin installer stopped: the node no longer keeps the authbridge-cni entry", "err", err)
+			a.health.setInstallErr(err)
+		}
+	}()
+	return installed, installDone
+}
+
+// waitInstalled waits for the first install (then marks it in health), for
+// ctx to end, or for the installer to give up.
+func (a *Agent) waitInstalled(ctx context.Context, installed, installDone <-chan struct{}) {
 	select {
 	case <-installed:
 		a.health.setInstalled()
@@ -287,13 +338,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Error("plugin installer ended before installing; the agent stays unready")
 		}
 	}
-	if ctx.Err() == nil {
-		for _, ext := range a.o.Extensions {
-			a.installExtension(ctx, ext)
-		}
-	}
-	a.kickNode()
+}
 
+// loop re-probes every probeInterval, checks pods every PodCheckInterval
+// and turns ready once the Node is synced, until ctx ends.
+func (a *Agent) loop(ctx context.Context) {
 	ticker := time.NewTicker(a.cfg.ProbeInterval.Duration)
 	defer ticker.Stop()
 	podTicker := time.NewTicker(a.o.PodCheckInterval)
@@ -313,17 +362,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.CheckPodsWithoutRules(ctx)
 		}
 	}
-
-	// Shutdown.
-	a.health.setStopping()
-	a.metrics.AgentReady.Set(0)
-	stopInstall()
-	<-installDone
-	stopBG()
-	wg.Wait()
-	down, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	return a.shutdown(down)
 }
 
 func (a *Agent) becameReady(ctx context.Context) {

@@ -49,21 +49,70 @@ type Keeper struct {
 // resync. Stop Run (cancel ctx and wait for it to return) before calling
 // Uninstall, or it would put the entry back.
 func (k *Keeper) Run(ctx context.Context) error {
-	o := k.Options
-	if _, err := o.entry(); err != nil {
+	if _, err := k.Options.entry(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(o.ConfDir, 0o755); err != nil {
-		return fmt.Errorf("create CNI conf dir: %w", err)
+	w, err := k.watch()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	var installed bool
+	k.ensure(&installed, "start")
+	return k.loop(ctx, w, &installed)
+}
+
+// watch creates the conf dir if needed and watches it (the directory, so
+// renames and new files are seen too).
+func (k *Keeper) watch() (*fsnotify.Watcher, error) {
+	dir := k.Options.ConfDir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create CNI conf dir: %w", err)
 	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watch CNI conf dir: %w", err)
+		return nil, fmt.Errorf("watch CNI conf dir: %w", err)
 	}
-	defer w.Close()
-	if err := w.Add(o.ConfDir); err != nil {
-		return fmt.Errorf("watch CNI conf dir %s: %w", o.ConfDir, err)
+	if err := w.Add(dir); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watch CNI conf dir %s: %w", dir, err)
 	}
+	return w, nil
+}
+
+// ensure runs InstallEntry once and reports the outcome: OnInstalled the
+// first time it succeeds, OnReinsert each later time it had to write.
+func (k *Keeper) ensure(installed *bool, why string) {
+	o := k.Options
+	res, err := InstallEntry(o)
+	switch {
+	case errors.Is(err, ErrNoPrimaryConfig):
+		o.logger().Info("waiting for the primary CNI to write its config", "dir", o.ConfDir)
+		return
+	case err != nil:
+		// A primary CNI rewriting in place may be caught half-way;
+		// its next write is another event.
+		o.logger().Warn("cannot insert authbridge-cni entry", "trigger", why, "err", err)
+		return
+	}
+	if !*installed {
+		*installed = true
+		if k.OnInstalled != nil {
+			k.OnInstalled(res)
+		}
+		return
+	}
+	if res.Changed {
+		o.logger().Info("re-inserted authbridge-cni entry", "file", res.File, "trigger", why)
+		if k.OnReinsert != nil {
+			k.OnReinsert(res.File)
+		}
+	}
+}
+
+// loop re-runs ensure a debounce after the last relevant event, and every
+// resync period (re-arming the watch in case the directory was replaced).
+func (k *Keeper) loop(ctx context.Context, w *fsnotify.Watcher, installed *bool) error {
 	debounce, resync := k.Debounce, k.Resync
 	if debounce <= 0 {
 		debounce = DefaultDebounce
@@ -71,35 +120,7 @@ func (k *Keeper) Run(ctx context.Context) error {
 	if resync <= 0 {
 		resync = DefaultResync
 	}
-	installed := false
-	ensure := func(why string) {
-		res, err := InstallEntry(o)
-		switch {
-		case errors.Is(err, ErrNoPrimaryConfig):
-			o.logger().Info("waiting for the primary CNI to write its config", "dir", o.ConfDir)
-			return
-		case err != nil:
-			// A primary CNI rewriting in place may be caught half-way;
-			// its next write is another event.
-			o.logger().Warn("cannot insert authbridge-cni entry", "trigger", why, "err", err)
-			return
-		}
-		if !installed {
-			installed = true
-			if k.OnInstalled != nil {
-				k.OnInstalled(res)
-			}
-			return
-		}
-		if res.Changed {
-			o.logger().Info("re-inserted authbridge-cni entry", "file", res.File, "trigger", why)
-			if k.OnReinsert != nil {
-				k.OnReinsert(res.File)
-			}
-		}
-	}
-	ensure("start")
-
+	o := k.Options
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	ticker := time.NewTicker(resync)
@@ -124,13 +145,12 @@ func (k *Keeper) Run(ctx context.Context) error {
 			o.logger().Warn("conf dir watch error", "err", err)
 			timer.Reset(debounce)
 		case <-timer.C:
-			ensure("fsnotify")
+			k.ensure(installed, "fsnotify")
 		case <-ticker.C:
-			// Re-arm the watch in case the directory was replaced.
 			if err := w.Add(o.ConfDir); err != nil {
 				o.logger().Warn("re-watch CNI conf dir", "dir", o.ConfDir, "err", err)
 			}
-			ensure("resync")
+			k.ensure(installed, "resync")
 		}
 	}
 }
