@@ -115,6 +115,12 @@ func netnsState(t *testing.T) nsSnapshot {
 	entries, _ := os.ReadDir("/run/netns")
 	var names []string
 	for _, e := range entries {
+		// cnitest-*: named by containernetworking's testutils.NewNS in
+		// other packages' tests, which go test may run at the same time;
+		// the probe's namespaces are anonymous and could never be named so.
+		if strings.HasPrefix(e.Name(), "cnitest-") {
+			continue
+		}
 		names = append(names, e.Name())
 	}
 	return nsSnapshot{named: strings.Join(names, ","), threads: threadNetNS(t)}
