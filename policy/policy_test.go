@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -224,14 +225,48 @@ func TestRulesAreAgentRequests(t *testing.T) {
 	}
 }
 
-// The agent's regorus engine reads Rego v0 unless a module imports rego.v1;
-// the shipped files must parse both ways.
-func TestParsesAsV0AndV1(t *testing.T) {
+// The agent's regorus engine parses Rego v1 (kata 4.1.0's pinned 0.9.1)
+// and has only some of OPA's builtins: every shipped preset must stay
+// inside that subset, or the agent refuses the policy and no pod starts.
+func TestPresetsInRegorusSubset(t *testing.T) {
 	for _, name := range Presets {
 		src, _ := Preset(name)
-		for _, v := range []ast.RegoVersion{ast.RegoV0, ast.RegoV1} {
-			if _, err := ast.ParseModuleWithOpts(name+".rego", string(src), ast.ParserOptions{RegoVersion: v}); err != nil {
-				t.Errorf("%s as %v: %v", name, v, err)
+		if err := RegorusSubset(name+".rego", src); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// The subset check itself: builtins regorus lacks with the agent's
+// features are found wherever they are called, the policy's own functions
+// and Rego's operators are not.
+func TestRegorusSubsetFindsMissingBuiltins(t *testing.T) {
+	const head = "package agent_policy\n\nimport rego.v1\n\n"
+	cases := map[string]struct {
+		body string
+		bad  []string
+	}{
+		"net":             {`default UpdateRoutesRequest := false` + "\n" + `UpdateRoutesRequest if { every r in input.routes.Routes { not net.cidr_contains("127.0.0.0/8", r.source) } }`, []string{"net.cidr_contains"}},
+		"time in a term":  {`GetMetricsRequest if { x := [time.now_ns()]; count(x) == 1 }`, []string{"time.now_ns"}},
+		"glob and hex":    {`CopyFileRequest if { glob.match("/run/*", ["/"], input.path); hex.encode("a") == "61" }`, []string{"glob.match", "hex.encode"}},
+		"json schema":     {`CopyFileRequest if json.match_schema(input, {})[0]`, []string{"json.match_schema"}},
+		"own and allowed": {`f(x) if regex.match("^a", x)` + "\n" + `CopyFileRequest if { f(input.path); bits.and(1, 3) == 1; "a" in {"a"}; object.get(input, "k", 0) == 0 }`, nil},
+	}
+	for name, c := range cases {
+		err := RegorusSubset(name, []byte(head+c.body+"\n"))
+		if len(c.bad) == 0 {
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s: no error, want one naming %v", name, c.bad)
+			continue
+		}
+		for _, b := range c.bad {
+			if !strings.Contains(err.Error(), b) {
+				t.Errorf("%s: error %q does not name %s", name, err, b)
 			}
 		}
 	}

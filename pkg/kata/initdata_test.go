@@ -119,7 +119,7 @@ func TestInitdataRefusesBadInput(t *testing.T) {
 		"syntax error":      {InitdataOptions{Policy: []byte("package agent_policy\n\ndefault ExecProcessRequest := \n")}, "does not parse"},
 		"wrong package":     {InitdataOptions{Policy: []byte("package kata\n\ndefault ExecProcessRequest := false\n")}, "package agent_policy"},
 		"v0 rule syntax":    {InitdataOptions{Policy: []byte("package agent_policy\n\nExecProcessRequest { true }\n")}, "does not parse as Rego v1"},
-		"v1 without import": {InitdataOptions{Policy: []byte("package agent_policy\n\nExecProcessRequest if input.x == 1\n")}, "import rego.v1"},
+		"regorus lacks net": {InitdataOptions{Policy: []byte("package agent_policy\n\nimport rego.v1\n\nUpdateRoutesRequest if net.cidr_contains(\"10.0.0.0/8\", input.x)\n")}, "net.cidr_contains, which the Kata agent's regorus"},
 		"compile error":     {InitdataOptions{Policy: []byte("package agent_policy\n\nimport rego.v1\n\nExecProcessRequest if undefined_fn(1)\n")}, "does not compile"},
 		"empty":             {InitdataOptions{}, "needs a policy"},
 		"algorithm":         {InitdataOptions{Policy: policy.Restrictive(), Algorithm: "md5"}, "sha256, sha384, sha512"},
@@ -130,6 +130,10 @@ func TestInitdataRefusesBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", name, err, c.want)
 		}
+	}
+	// regorus 0.9.1 parses Rego v1 by default: `import rego.v1` is not needed.
+	if _, err := BuildInitdata(InitdataOptions{Policy: []byte("package agent_policy\n\ndefault ExecProcessRequest := false\n\nCopyFileRequest if input.x == 1\n")}); err != nil {
+		t.Errorf("Rego v1 without `import rego.v1` refused: %v", err)
 	}
 }
 

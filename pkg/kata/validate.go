@@ -4,15 +4,18 @@ import (
 	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/kagenti/authbridge-node/policy"
 )
 
 // PolicyPackage is the package the Kata agent queries (data.agent_policy.X).
 const PolicyPackage = "data.agent_policy"
 
 // ValidatePolicy refuses a policy the Kata agent could not use: it must parse
-// and compile as Rego v1 (OPA), declare package agent_policy, and also parse
-// as Rego v0, because the agent's regorus engine reads v0 unless the module
-// says `import rego.v1`.
+// and compile as Rego v1 (OPA; the agent's regorus 0.9.1 parses v1 too),
+// declare package agent_policy, and call only builtins the agent's regorus
+// has (policy.RegorusSubset): a policy regorus cannot load makes the agent
+// refuse it, and every pod of that guest fails.
 func ValidatePolicy(name string, src []byte) error {
 	m, err := ast.ParseModuleWithOpts(name, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
 	if err != nil {
@@ -25,8 +28,5 @@ func ValidatePolicy(name string, src []byte) error {
 	if c.Compile(map[string]*ast.Module{name: m}); c.Failed() {
 		return fmt.Errorf("policy %s does not compile: %w", name, c.Errors)
 	}
-	if _, err := ast.ParseModuleWithOpts(name, string(src), ast.ParserOptions{RegoVersion: ast.RegoV0}); err != nil {
-		return fmt.Errorf("policy %s uses Rego v1 keywords without `import rego.v1`; the Kata agent (regorus) reads Rego v0 unless the module opts in: add `import rego.v1` after the package line (%v)", name, err)
-	}
-	return nil
+	return policy.RegorusSubset(name, src)
 }
