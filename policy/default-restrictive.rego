@@ -126,14 +126,19 @@ default AddARPNeighborsRequest := false
 # allowed for exactly that remount, below.
 default UpdateEphemeralMountsRequest := false
 
+# stdout/stderr (kubectl logs). Allowed: for a denied read the agent drains
+# the pipe and returns empty data, and both shims (kata 4.1.0: the Go
+# runtime's readProcessStream maps it to io.EOF, runtime-rs' poll_read
+# returns 0 bytes) take that as end of stream and stop reading. Nothing
+# drains the pipe after that, so a container that writes more than the pipe
+# holds (64 KiB) blocks (kata-containers issue 10680). The "deny-logs"
+# preset denies it, with that cost.
+default ReadStreamRequest := true
+
 # --- Denied: the host must not read or write the guest's data -----------
 # exec into a container (kubectl exec, probes of type exec run by the
 # runtime through the agent are exec too: use httpGet/tcpSocket probes).
 default ExecProcessRequest := false
-
-# stdout/stderr (kubectl logs, attach): the agent redacts the data instead
-# of failing the call.
-default ReadStreamRequest := false
 
 # stdin (kubectl attach -i, exec -i).
 default WriteStreamRequest := false

@@ -12,18 +12,18 @@ import (
 // Preset names, as the `node-agent kata initdata --preset` flag takes them.
 const (
 	PresetRestrictive = "restrictive"
-	PresetAllowLogs   = "allow-logs"
+	PresetDenyLogs    = "deny-logs"
 	PresetAllowExec   = "allow-exec"
 )
 
 // Presets lists the preset names, default first.
-var Presets = []string{PresetRestrictive, PresetAllowLogs, PresetAllowExec}
+var Presets = []string{PresetRestrictive, PresetDenyLogs, PresetAllowExec}
 
 var (
 	//go:embed default-restrictive.rego
 	restrictive []byte
-	//go:embed allow-logs.rego
-	allowLogs []byte
+	//go:embed deny-logs.rego
+	denyLogs []byte
 	//go:embed allow-exec.rego
 	allowExec []byte
 )
@@ -34,8 +34,10 @@ func Preset(name string) ([]byte, error) {
 	switch name {
 	case PresetRestrictive:
 		src = restrictive
-	case PresetAllowLogs:
-		src = allowLogs
+	case PresetDenyLogs:
+		src = denyLogs
+	case "allow-logs":
+		return nil, fmt.Errorf("Kata policy preset %q was removed: %s allows reading logs (a denied read makes chatty containers block, see docs/kata-secure-by-default.md); use %s, or %s to refuse logs", name, PresetRestrictive, PresetRestrictive, PresetDenyLogs)
 	case PresetAllowExec:
 		src = allowExec
 	default:

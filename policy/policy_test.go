@@ -47,14 +47,19 @@ var restrictiveAllowed = map[string]bool{
 	"MemAgentCompactConfig":                 true,
 	"RemoveStaleVirtiofsShareMountsRequest": true,
 	"ListInterfacesRequest":                 true, "ListRoutesRequest": true,
+	"ReadStreamRequest": true,
 }
 
-// presetOpens is what each preset allows on top of the restrictive policy.
-var presetOpens = map[string][]string{
-	PresetRestrictive: nil,
-	PresetAllowLogs:   {"ReadStreamRequest"},
-	PresetAllowExec:   {"ExecProcessRequest", "ReadStreamRequest", "WriteStreamRequest", "CloseStdinRequest", "TtyWinResizeRequest"},
-}
+// presetOpens is what each preset allows on top of the restrictive policy,
+// presetCloses what it denies that the restrictive policy allows.
+var (
+	presetOpens = map[string][]string{
+		PresetAllowExec: {"ExecProcessRequest", "WriteStreamRequest", "CloseStdinRequest", "TtyWinResizeRequest"},
+	}
+	presetCloses = map[string][]string{
+		PresetDenyLogs: {"ReadStreamRequest"},
+	}
+)
 
 // conditional are allowed for the runtimes' requests (the lifecycle
 // fixtures) and nothing else.
@@ -79,9 +84,12 @@ func TestEveryRequestDecidedPerPreset(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opens := map[string]bool{}
+		opens, closes := map[string]bool{}, map[string]bool{}
 		for _, r := range presetOpens[name] {
 			opens[r] = true
+		}
+		for _, r := range presetCloses[name] {
+			closes[r] = true
 		}
 		t.Run(name, func(t *testing.T) {
 			for _, req := range agentRequests {
@@ -93,7 +101,7 @@ func TestEveryRequestDecidedPerPreset(t *testing.T) {
 					t.Errorf("%s: rule undefined; every agent request must be named so the agent answers \"blocked by policy\" rather than an internal error", req)
 					continue
 				}
-				want := restrictiveAllowed[req] || conditional[req] || opens[req]
+				want := (restrictiveAllowed[req] || conditional[req] || opens[req]) && !closes[req]
 				if got != want {
 					t.Errorf("%s (realistic input) = %v, want %v", req, got, want)
 				}
@@ -114,7 +122,7 @@ func TestEveryRequestDecidedPerPreset(t *testing.T) {
 
 func TestDeniedByIssue(t *testing.T) {
 	src := Restrictive()
-	for _, req := range []string{"ExecProcessRequest", "ReadStreamRequest", "WriteStreamRequest", "CloseStdinRequest", "TtyWinResizeRequest", "SetPolicyRequest", "GetDiagnosticDataRequest", "AddSwapRequest", "AddSwapPathRequest", "SetIPTablesRequest", "GetIPTablesRequest"} {
+	for _, req := range []string{"ExecProcessRequest", "WriteStreamRequest", "CloseStdinRequest", "TtyWinResizeRequest", "SetPolicyRequest", "GetDiagnosticDataRequest", "AddSwapRequest", "AddSwapPathRequest", "SetIPTablesRequest", "GetIPTablesRequest"} {
 		if got, _ := evalRule(t, src, req, inputFor(t, req)); got {
 			t.Errorf("restrictive: %s allowed, want denied", req)
 		}
@@ -275,5 +283,8 @@ func TestRegorusSubsetFindsMissingBuiltins(t *testing.T) {
 func TestUnknownPreset(t *testing.T) {
 	if _, err := Preset("allow-all"); err == nil {
 		t.Fatal("Preset(allow-all) succeeded, want error naming the allowed presets")
+	}
+	if _, err := Preset("allow-logs"); err == nil || !strings.Contains(err.Error(), "deny-logs") {
+		t.Fatalf("Preset(allow-logs) = %v, want an error saying logs are allowed by default and naming deny-logs", err)
 	}
 }

@@ -215,10 +215,10 @@ func TestInstallIdempotentUninstallRestores(t *testing.T) {
 	}
 
 	// A new policy replaces the generated initrd, the configuration stays.
-	logs, _ := policy.Preset(policy.PresetAllowLogs)
+	logs, _ := policy.Preset(policy.PresetDenyLogs)
 	res3, err := (&NodeInstaller{HostRoot: h.root, Policy: logs}).Install(ctx)
 	if err != nil || res3.Configs[0].Status != StatusInstalled {
-		t.Fatalf("Install(allow-logs) = %+v, %v", res3.Configs, err)
+		t.Fatalf("Install(deny-logs) = %+v, %v", res3.Configs, err)
 	}
 	member, _ = PolicyCPIO(logs)
 	if b := h.read(t, wantInitrd); !bytes.Equal(b[len(h.initrd):], member) || !bytes.Equal(cfg1, h.read(t, h.cfg)) {

@@ -31,7 +31,7 @@ commands:
                        (--node, default $NODE_NAME; --kubeconfig, default in-cluster)
 
 policy flags (initdata, peer-pods-configmap, policy):
-  --preset restrictive|allow-logs|allow-exec   (default restrictive)
+  --preset restrictive|deny-logs|allow-exec    (default restrictive)
   --policy-file FILE                           your own Rego instead of a preset
 `
 

@@ -89,7 +89,7 @@ func TestMainInitdataFormatsAndFiles(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"initdata", "--preset", "allow-all"},
-		{"initdata", "--preset", "allow-logs", "--policy-file", good},
+		{"initdata", "--preset", "deny-logs", "--policy-file", good},
 		{"initdata", "--format", "json"},
 		{"initdata", "extra"},
 		{"nope"},

@@ -1,4 +1,4 @@
-# authbridge-node: Kata agent policy preset "allow-logs".
+# authbridge-node: Kata agent policy preset "deny-logs".
 #
 # Format: the Kata agent evaluates data.agent_policy.<RequestName> for every
 # ttRPC request it receives from the host (the runtime, hence the node's
@@ -15,9 +15,12 @@
 # OPA. Only builtins regorus registers with the agent's features (no net.*,
 # glob.*, time.*) may be used: policy_test.go checks every call.
 #
-# Same as default-restrictive.rego, except that the host may read the
-# containers' stdout/stderr (kubectl logs). Choose it per pod, through
-# initdata: node-agent kata initdata --preset allow-logs
+# Same as default-restrictive.rego, except that the host may not read the
+# containers' stdout/stderr: kubectl logs is empty. COST: the shims stop
+# reading at the first (redacted, empty) reply, so a container that writes
+# more than about 64 KiB (one pipe) to stdout/stderr blocks on write. Only
+# for containers that log little or send their logs elsewhere.
+# node-agent kata initdata --preset deny-logs
 package agent_policy
 
 import rego.v1
@@ -130,14 +133,19 @@ default AddARPNeighborsRequest := false
 # allowed for exactly that remount, below.
 default UpdateEphemeralMountsRequest := false
 
+# stdout/stderr (kubectl logs). Allowed: for a denied read the agent drains
+# the pipe and returns empty data, and both shims (kata 4.1.0: the Go
+# runtime's readProcessStream maps it to io.EOF, runtime-rs' poll_read
+# returns 0 bytes) take that as end of stream and stop reading. Nothing
+# drains the pipe after that, so a container that writes more than the pipe
+# holds (64 KiB) blocks (kata-containers issue 10680). The "deny-logs"
+# preset denies it, with that cost.
+default ReadStreamRequest := false # closed by this preset
+
 # --- Denied: the host must not read or write the guest's data -----------
 # exec into a container (kubectl exec, probes of type exec run by the
 # runtime through the agent are exec too: use httpGet/tcpSocket probes).
 default ExecProcessRequest := false
-
-# stdout/stderr (kubectl logs, attach): the agent redacts the data instead
-# of failing the call.
-default ReadStreamRequest := true # opened by this preset
 
 # stdin (kubectl attach -i, exec -i).
 default WriteStreamRequest := false
