@@ -2,7 +2,7 @@
 # Installs, from Debian's packages, every host tool the tests and the demo need.
 # Idempotent: packages already present are skipped.
 set -euo pipefail
-pkgs=(iptables nftables iproute2 cpio etcd-server openssl kmod gzip qemu-system-x86 busybox-static)
+pkgs=(iptables nftables iproute2 cpio etcd-server openssl kmod gzip qemu-system-x86 busybox-static e2fsprogs)
 if [[ "${WITH_E2E:-0}" == 1 ]]; then
   pkgs+=(docker.io debootstrap)
 fi

@@ -19,6 +19,9 @@ const (
 	ReasonKataPolicyInstalled = "KataPolicyInstalled"
 	ReasonKataPolicyPartial   = "KataPolicyPartial"
 	ReasonKataPolicyMissing   = "KataPolicyNotInstalled"
+	// ReasonKataPolicyUnenforced: the guests' agents are built without the
+	// policy feature; no policy is enforced whatever the guest carries.
+	ReasonKataPolicyUnenforced = "KataPolicyUnenforced"
 )
 
 // DefaultKataRecheckInterval is how often KataExtension re-runs the
@@ -191,6 +194,10 @@ func (k KataExtension) report(ctx context.Context, host ExtensionHost, log *slog
 		log.Warn("kata policy installed for some Kata configurations only", "sha256", o.sha, "configs", o.summary)
 		host.NodeEvent(ctx, corev1.EventTypeWarning, ReasonKataPolicyPartial,
 			fmt.Sprintf("restrictive Kata agent policy installed for some Kata configurations only; guests of the others boot without it: %s", o.summary))
+	case kata.LabelValueUnenforced:
+		log.Warn("kata guests on this node enforce no agent policy: their kata-agent lacks the policy feature", "configs", o.summary)
+		host.NodeEvent(ctx, corev1.EventTypeWarning, ReasonKataPolicyUnenforced,
+			fmt.Sprintf("Kata guests on this node enforce no agent policy (kata-agent built without AGENT_POLICY=yes); nothing was installed: %s", o.summary))
 	default:
 		if o.err == nil {
 			if !first {

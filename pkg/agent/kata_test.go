@@ -75,6 +75,11 @@ func guestInitrd(t *testing.T) []byte {
 		{"usr/bin", cpio.TypeDir | 0o755, ""},
 		{"usr/bin/kata-agent", cpio.TypeReg | 0o755, "\x7fELF kata-agent"},
 		{"init", cpio.TypeSymlink | 0o777, "/usr/bin/kata-agent"},
+		// osbuilder AGENT_POLICY=yes: the agent enforces policies.
+		{"etc", cpio.TypeDir | 0o755, ""},
+		{"etc/kata-opa", cpio.TypeDir | 0o755, ""},
+		{"etc/kata-opa/allow-all.rego", cpio.TypeReg | 0o644, "package agent_policy\n"},
+		{"etc/kata-opa/default-policy.rego", cpio.TypeSymlink | 0o777, "allow-all.rego"},
 	} {
 		if err := w.WriteHeader(&cpio.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body))}); err != nil {
 			t.Fatal(err)

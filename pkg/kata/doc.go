@@ -19,6 +19,9 @@ const (
 	// LabelValuePartial: some Kata configurations (image-based guests) could
 	// not be changed; see Result.Configs for which and the fix.
 	LabelValuePartial = "partial"
+	// LabelValueUnenforced: the guests' agents are built without the
+	// policy feature, so no policy is enforced whatever file they carry.
+	LabelValueUnenforced = "unenforced"
 )
 
 // Guest-side names, verified against kata-containers src/agent (see

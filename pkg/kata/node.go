@@ -73,11 +73,20 @@ const (
 	StatusInstalled  = "installed"
 	StatusUnchanged  = "unchanged"
 	StatusImageGuest = "unsupported-image-guest"
+	// StatusMeasuredImage: an image guest whose root file system is pinned
+	// by dm-verity or measured into a TEE's attestation; left alone.
+	StatusMeasuredImage = "skipped-measured-image"
+	// StatusUnenforced: the guest's agent is built without the policy
+	// feature (no /etc/kata-opa in the guest): a policy file would be
+	// ignored, so nothing is installed and the node must not claim one.
+	StatusUnenforced = "unenforced"
 	// StatusTEEGuest: a confidential_guest configuration left alone
 	// (NodeInstaller.AllowTEEInitrd is false).
-	StatusTEEGuest = "skipped-tee-guest"
-	teeGuestReason = "the initrd is measured; use initdata (node-agent kata initdata), which the TEE binds to its attestation report. Appending the policy would change the launch measurement (confidential_guest = true) and break attestation against your reference values; pass --allow-tee-initrd only if you compute them from the modified initrd"
-	imageGuestFix  = "the installer only appends to initrds (rewriting a rootfs image would break its dm-verity root hash and measured boot). Fix: point this configuration at a Kata initrd (initrd = \".../kata-containers-initrd.img\" instead of image = ...) so the policy can be appended, or rebuild the guest image with osbuilder AGENT_POLICY=yes AGENT_POLICY_FILE=policy/default-restrictive.rego, and give confidential pods the policy through initdata (node-agent kata initdata)"
+	StatusTEEGuest      = "skipped-tee-guest"
+	teeGuestReason      = "the initrd is measured; use initdata (node-agent kata initdata), which the TEE binds to its attestation report. Appending the policy would change the launch measurement (confidential_guest = true) and break attestation against your reference values; pass --allow-tee-initrd only if you compute them from the modified initrd"
+	measuredImageReason = "its root file system is pinned (dm-verity root hash in kernel_verity_params/kernel_params, a verity hash partition, or confidential_guest): changing it would stop the guest from booting or break attestation. Build the policy in at image build time (make kata-guest-policy, see docs/kata-secure-by-default.md) and update the root hash and reference values, or use initdata"
+	unenforcedReason    = "the guest has no /etc/kata-opa, so its kata-agent was built without AGENT_POLICY=yes and enforces no policy (every request is allowed, the policy file is never read). Use a guest built with AGENT_POLICY=yes (osbuilder), e.g. the CoCo guest images, or build one with make kata-guest-policy"
+	imageGuestFix       = "the installer only appends to initrds (rewriting a rootfs image would break its dm-verity root hash and measured boot). Fix: point this configuration at a Kata initrd (initrd = \".../kata-containers-initrd.img\" instead of image = ...) so the policy can be appended, or rebuild the guest image with osbuilder AGENT_POLICY=yes AGENT_POLICY_FILE=policy/default-restrictive.rego, and give confidential pods the policy through initdata (node-agent kata initdata)"
 )
 
 // ConfigResult is what Install did with one Kata configuration.
@@ -87,8 +96,10 @@ type ConfigResult struct {
 	Status         string // StatusInstalled, StatusUnchanged, StatusImageGuest or StatusTEEGuest
 	OriginalInitrd string // host path the configuration pointed at before
 	Initrd         string // host path of the initrd carrying the policy
+	OriginalImage  string // image guests: host path the configuration pointed at before
+	Image          string // image guests: host path of the image copy carrying the policy
 	Backup         string // host path of the configuration backup
-	Reason         string // for StatusImageGuest and StatusTEEGuest: why and the fix
+	Reason         string // for the statuses that leave a guest alone: why and the fix
 }
 
 // Result is the outcome of Install.
@@ -103,22 +114,29 @@ type Result struct {
 }
 
 // Label is the value for LabelKataPolicy: restrictive when every
-// configuration boots the policy, partial when some could not be changed
-// (image or TEE guests), "" when none could.
+// configuration boots the policy into an agent that enforces it, partial
+// when some could not be changed (image, measured or TEE guests) or do not
+// enforce it, unenforced when none enforces it because the guests' agents
+// lack the policy feature, "" when none could be changed.
 func (r Result) Label() string {
-	ok, bad := 0, 0
+	ok, bad, unenforced := 0, 0, 0
 	for _, c := range r.Configs {
-		if c.Status == StatusImageGuest || c.Status == StatusTEEGuest {
-			bad++
-		} else {
+		switch c.Status {
+		case StatusInstalled, StatusUnchanged:
 			ok++
+		case StatusUnenforced:
+			unenforced++
+		default:
+			bad++
 		}
 	}
 	switch {
-	case ok > 0 && bad == 0:
+	case ok > 0 && bad == 0 && unenforced == 0:
 		return LabelValueRestrictive
 	case ok > 0:
 		return LabelValuePartial
+	case unenforced > 0:
+		return LabelValueUnenforced
 	}
 	return ""
 }
@@ -337,14 +355,18 @@ func (n *NodeInstaller) Install(ctx context.Context) (Result, error) {
 		for _, cr := range crs {
 			res.Configs = append(res.Configs, cr)
 			if cr.Status == StatusInstalled || cr.Status == StatusUnchanged {
-				res.Files = append(res.Files, cr.Config, cr.Initrd, cr.Backup)
+				asset := cr.Initrd
+				if cr.Image != "" {
+					asset = cr.Image
+				}
+				res.Files = append(res.Files, cr.Config, asset, cr.Backup)
 			}
 		}
 	}
 	if res.Label() == "" {
 		err := fmt.Errorf("%w in %s: %s", ErrNoGuestChanged, strings.Join(cfgs, ", "), describeSkipped(res.Configs))
 		for _, c := range res.Configs {
-			if c.Status == StatusImageGuest {
+			if c.Status == StatusImageGuest || c.Status == StatusMeasuredImage {
 				return res, errors.Join(err, ErrImageGuestUnsupported)
 			}
 		}
@@ -386,15 +408,26 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 			continue
 		}
 		if a.Initrd == "" {
-			cr.Status = StatusImageGuest
-			cr.Reason = fmt.Sprintf("[hypervisor.%s] boots image %s: %s", a.Hypervisor, a.Image, imageGuestFix)
-			n.log().Warn("kata policy not installed for image-based guest", "config", cfg, "hypervisor", a.Hypervisor, "image", a.Image)
-			out = append(out, cr)
+			var ic imageChange
+			ic, content, err = n.installImage(cfg, a, content)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ic.ConfigResult)
 			continue
 		}
 		orig, ours := originalOf(a.Initrd)
 		if !ours {
 			orig = a.Initrd
+		}
+		if unenforced, err := n.initrdUnenforced(orig); err != nil || unenforced {
+			cr.Status, cr.Reason = StatusUnenforced, fmt.Sprintf("[hypervisor.%s] initrd %s: %s", a.Hypervisor, orig, unenforcedReason)
+			if err != nil {
+				cr.Reason = fmt.Sprintf("[hypervisor.%s] initrd %s: %v; treated as unenforced", a.Hypervisor, orig, err)
+			}
+			n.log().Warn("kata policy not installed: the guest's agent does not enforce policies", "config", cfg, "hypervisor", a.Hypervisor, "initrd", orig, "reason", cr.Reason)
+			out = append(out, cr)
+			continue
 		}
 		cr.OriginalInitrd = orig
 		cr.Initrd = generatedInitrd(orig)
@@ -490,20 +523,27 @@ func (n *NodeInstaller) uninstallConfig(cfg string) error {
 	}
 	var generated []string
 	for _, a := range assets {
-		orig, ours := originalOf(a.Initrd)
+		key, cur := "initrd", a.Initrd
+		if cur == "" {
+			key, cur = "image", a.Image
+		}
+		orig, ours := originalOf(cur)
 		if !ours {
 			continue
 		}
-		restored, err := setInitrd(content, a.Hypervisor, a.Initrd, orig)
+		restored, err := setAsset(content, a.Hypervisor, key, cur, orig)
 		if err != nil {
 			return err
 		}
 		content = restored
-		generated = append(generated, a.Initrd)
+		generated = append(generated, cur)
+		if key == "image" {
+			generated = append(generated, cur+imageStampSuffix)
+		}
 		if err := atomicfile.WriteLike(n.onHost(cfg), n.onHost(cfg), bytesWriter(content)); err != nil {
 			return err
 		}
-		n.log().Info("kata policy uninstalled", "config", cfg, "hypervisor", a.Hypervisor, "initrd", orig)
+		n.log().Info("kata policy uninstalled", "config", cfg, "hypervisor", a.Hypervisor, key, orig)
 	}
 	for _, g := range generated {
 		if err := os.Remove(n.onHost(g)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -257,12 +257,13 @@ func TestInstallImageGuests(t *testing.T) {
 	}
 	var img *ConfigResult
 	for i := range res.Configs {
-		if res.Configs[i].Status == StatusImageGuest {
+		if res.Configs[i].Status == StatusMeasuredImage {
 			img = &res.Configs[i]
 		}
 	}
-	if img == nil || !strings.Contains(img.Reason, "kata-containers-confidential.img") || !strings.Contains(img.Reason, "initdata") {
-		t.Fatalf("image guest not reported with its image and the fix: %+v", res.Configs)
+	// kernel_verity_params: the image is pinned by dm-verity.
+	if img == nil || !strings.Contains(img.Reason, "kata-containers-confidential.img") || !strings.Contains(img.Reason, "initdata") || !strings.Contains(img.Reason, "dm-verity") {
+		t.Fatalf("measured image guest not reported with its image and the fix: %+v", res.Configs)
 	}
 	if b := h.read(t, "/opt/kata/share/defaults/kata-containers/configuration-qemu-tdx.toml"); string(b) != tdxConfig {
 		t.Error("image-based configuration was modified")
@@ -274,7 +275,7 @@ func TestInstallImageGuests(t *testing.T) {
 	os.MkdirAll(filepath.Dir(p), 0o755)
 	os.WriteFile(p, []byte(tdxConfig), 0o644)
 	res, err = (&NodeInstaller{HostRoot: only}).Install(context.Background())
-	if !errors.Is(err, ErrImageGuestUnsupported) || !strings.Contains(err.Error(), "Fix:") || res.Label() != "" {
+	if !errors.Is(err, ErrImageGuestUnsupported) || !strings.Contains(err.Error(), "make kata-guest-policy") || res.Label() != "" {
 		t.Fatalf("Install(image only) = %q, %v", res.Label(), err)
 	}
 	if _, err := (&NodeInstaller{HostRoot: t.TempDir()}).Install(context.Background()); !errors.Is(err, ErrNotKataNode) {

@@ -17,6 +17,18 @@ type guestAsset struct {
 	// Confidential is confidential_guest = true: a TEE guest (TDX, SNP,
 	// SE, CCA) whose boot assets are measured into its attestation.
 	Confidential bool
+	// VerityParams is kernel_verity_params: the image's root file system
+	// is checked by dm-verity against a root hash on the kernel command line.
+	VerityParams string
+	// KernelParams is kernel_params (dm-verity can also be set up there).
+	KernelParams string
+}
+
+// measured reports an image whose contents are pinned (dm-verity, TEE
+// measurement): changing a byte of it stops the guest from booting or
+// breaks attestation.
+func (a guestAsset) measured() bool {
+	return a.Confidential || a.VerityParams != "" || strings.Contains(a.KernelParams, "dm-mod.create") || strings.Contains(a.KernelParams, "verity")
 }
 
 // remote reports a [hypervisor.remote] section (peer-pods): the guest runs
@@ -47,6 +59,12 @@ func guestAssets(content []byte) ([]guestAsset, error) {
 		if v, ok := sec["confidential_guest"].(bool); ok {
 			a.Confidential = v
 		}
+		if v, ok := sec["kernel_verity_params"].(string); ok {
+			a.VerityParams = v
+		}
+		if v, ok := sec["kernel_params"].(string); ok {
+			a.KernelParams = v
+		}
 		out = append(out, a)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Hypervisor < out[j].Hypervisor })
@@ -56,18 +74,27 @@ func guestAssets(content []byte) ([]guestAsset, error) {
 var (
 	tableLine = regexp.MustCompile(`^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$`)
 	// key = "value" or key = 'value', with an optional trailing comment.
-	initrdLine = regexp.MustCompile(`^(\s*initrd\s*=\s*)("([^"\\]*)"|'([^']*)')(\s*(#.*)?)$`)
+	assetLines = map[string]*regexp.Regexp{
+		"initrd": regexp.MustCompile(`^(\s*initrd\s*=\s*)("([^"\\]*)"|'([^']*)')(\s*(#.*)?)$`),
+		"image":  regexp.MustCompile(`^(\s*image\s*=\s*)("([^"\\]*)"|'([^']*)')(\s*(#.*)?)$`),
+	}
 )
 
-// setInitrd rewrites the value of `initrd` in [hypervisor.<section>] from
+// setInitrd is setAsset for the initrd key.
+func setInitrd(content []byte, section, old, new string) ([]byte, error) {
+	return setAsset(content, section, "initrd", old, new)
+}
+
+// setAsset rewrites the value of key (initrd or image) in [hypervisor.<section>] from
 // old to new, touching nothing but that value on that one line, so every
 // other byte the administrator wrote stays as it was. It refuses when the key
 // is not written as a plain one-line string in that table (dotted keys,
 // inline tables, escapes), rather than guessing.
-func setInitrd(content []byte, section, old, new string) ([]byte, error) {
+func setAsset(content []byte, section, key, old, new string) ([]byte, error) {
 	if strings.ContainsAny(new, "\"'\\\n") {
-		return nil, fmt.Errorf("initrd path %q contains a quote, backslash or newline; refusing to edit the Kata configuration", new)
+		return nil, fmt.Errorf("%s path %q contains a quote, backslash or newline; refusing to edit the Kata configuration", key, new)
 	}
+	line := assetLines[key]
 	lines := strings.SplitAfter(string(content), "\n")
 	want := "hypervisor." + section
 	current := ""
@@ -81,7 +108,7 @@ func setInitrd(content []byte, section, old, new string) ([]byte, error) {
 		if current != want {
 			continue
 		}
-		m := initrdLine.FindStringSubmatch(body)
+		m := line.FindStringSubmatch(body)
 		if m == nil {
 			continue
 		}
@@ -90,17 +117,17 @@ func setInitrd(content []byte, section, old, new string) ([]byte, error) {
 			val = m[4]
 		}
 		if val != old {
-			return nil, fmt.Errorf("[%s] initrd is %q on line %d, expected %q", want, val, i+1, old)
+			return nil, fmt.Errorf("[%s] %s is %q on line %d, expected %q", want, key, val, i+1, old)
 		}
 		if found >= 0 {
-			return nil, fmt.Errorf("[%s] has initrd on lines %d and %d", want, found+1, i+1)
+			return nil, fmt.Errorf("[%s] has %s on lines %d and %d", want, key, found+1, i+1)
 		}
 		found = i
 		q := m[2][:1]
 		lines[i] = m[1] + q + new + q + m[5] + l[len(body):]
 	}
 	if found < 0 {
-		return nil, fmt.Errorf("no plain `initrd = \"...\"` line in [%s]; edit the Kata configuration by hand or write the key on one line", want)
+		return nil, fmt.Errorf("no plain `%s = \"...\"` line in [%s]; edit the Kata configuration by hand or write the key on one line", key, want)
 	}
 	out := []byte(strings.Join(lines, ""))
 	// The edit must change exactly that value and nothing else TOML sees.
@@ -109,8 +136,12 @@ func setInitrd(content []byte, section, old, new string) ([]byte, error) {
 		return nil, fmt.Errorf("edited configuration does not parse: %w", err)
 	}
 	for _, a := range assets {
-		if a.Hypervisor == section && a.Initrd != new {
-			return nil, fmt.Errorf("edited configuration has initrd %q, want %q", a.Initrd, new)
+		got := a.Initrd
+		if key == "image" {
+			got = a.Image
+		}
+		if a.Hypervisor == section && got != new {
+			return nil, fmt.Errorf("edited configuration has %s %q, want %q", key, got, new)
 		}
 	}
 	return out, nil
