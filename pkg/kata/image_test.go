@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/pelletier/go-toml/v2"
+
 	"github.com/kagenti/authbridge-node/policy"
 )
 
@@ -271,5 +273,96 @@ func TestInitrdWithoutPolicyFeature(t *testing.T) {
 	os.WriteFile(p, withOPA, 0o644)
 	if has, err := initrdHasPolicyTree(p); err != nil || !has {
 		t.Errorf("initrdHasPolicyTree(osbuilder AGENT_POLICY=yes) = %v, %v", has, err)
+	}
+}
+
+// dragonballConfig is shaped like runtime-rs' configuration-dragonball.toml
+// as kata-deploy ships it: an image guest, passfd I/O on.
+const dragonballConfig = `[hypervisor.dragonball]
+path = "/opt/kata/bin/dragonball"
+kernel = "/opt/kata/share/kata-containers/vmlinux.container"
+image = "/opt/kata/share/kata-containers/kata-containers.img"
+# initdata = ""
+enable_annotations = ["default_vcpus", "cc_init_data"]
+shared_fs = "inline-virtio-fs"
+
+[agent.kata]
+dial_timeout_ms = 10
+
+[runtime]
+use_passfd_io = true   # default on Dragonball
+passfd_listener_port = 1027
+name = "virt_container"
+hypervisor_name = "dragonball"
+agent_name = "kata"
+`
+
+func TestRuntimeRSImageGuestGetsInitdata(t *testing.T) {
+	img := guestImage(t, true, false)
+	h := imageHost(t, img, dragonballConfig)
+	n := &NodeInstaller{HostRoot: h.root}
+	ctx := context.Background()
+	res, err := n.Install(ctx)
+	if err != nil || len(res.Configs) != 1 || res.Configs[0].Status != StatusInstalled || res.Label() != LabelValueRestrictive {
+		t.Fatalf("Install = %+v, %v, label %q", res.Configs, err, res.Label())
+	}
+	// Read back with the TOML parser the package uses (go-toml v2).
+	var got struct {
+		Hypervisor map[string]struct {
+			Image    string `toml:"image"`
+			Initdata string `toml:"initdata"`
+		} `toml:"hypervisor"`
+		Runtime struct {
+			UsePassfdIO        bool `toml:"use_passfd_io"`
+			PassfdListenerPort int  `toml:"passfd_listener_port"`
+		} `toml:"runtime"`
+	}
+	if err := toml.Unmarshal(h.read(t, h.cfg), &got); err != nil {
+		t.Fatal(err)
+	}
+	db := got.Hypervisor["dragonball"]
+	if db.Image != imagePath {
+		t.Errorf("image changed to %q", db.Image)
+	}
+	doc, err := ParseInitdata([]byte(db.Initdata))
+	if err != nil {
+		t.Fatalf("initdata in the configuration does not parse: %v", err)
+	}
+	if doc.Data[InitdataKeyPolicy] != string(policy.Restrictive()) {
+		t.Error("initdata policy is not the restrictive policy")
+	}
+	want, _ := BuildInitdata(InitdataOptions{Policy: policy.Restrictive()})
+	if db.Initdata != string(want.TOML) || res.Configs[0].Initdata != want.DigestHex() {
+		t.Error("initdata is not the document node-agent kata initdata builds (its digest is what attestation would bind)")
+	}
+	if got.Runtime.UsePassfdIO || got.Runtime.PassfdListenerPort != 1027 {
+		t.Errorf("use_passfd_io = %v (port %d), want false: with passfd every CreateContainerRequest is refused", got.Runtime.UsePassfdIO, got.Runtime.PassfdListenerPort)
+	}
+	if !bytes.Equal(h.read(t, imagePath), img) {
+		t.Error("image modified: runtime-rs guests get the policy through initdata")
+	}
+	if m, _ := filepath.Glob(h.on("/opt/kata/share/kata-containers/*authbridge*")); len(m) != 0 {
+		t.Errorf("files written beside the image: %v", m)
+	}
+	// Idempotent, then rolled back byte for byte.
+	if res, err := n.Install(ctx); err != nil || res.Configs[0].Status != StatusUnchanged {
+		t.Fatalf("second Install = %+v, %v", res.Configs, err)
+	}
+	if err := n.Uninstall(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b := h.read(t, h.cfg); string(b) != dragonballConfig {
+		t.Errorf("configuration not restored byte-identical:\n%s", b)
+	}
+
+	// An administrator's own initdata is left alone (and not claimed).
+	own := strings.Replace(dragonballConfig, `# initdata = ""`, `initdata = "algorithm = \"sha384\"\nversion = \"0.1.0\"\n"`, 1)
+	h2 := imageHost(t, img, own)
+	res, err = (&NodeInstaller{HostRoot: h2.root}).Install(ctx)
+	if len(res.Configs) != 1 || res.Configs[0].Status != StatusImageGuest || !strings.Contains(res.Configs[0].Reason, "already sets initdata") || res.Label() != "" {
+		t.Fatalf("Install(admin initdata) = %+v, %v", res.Configs, err)
+	}
+	if b := h2.read(t, h2.cfg); string(b) != own {
+		t.Error("configuration with the administrator's initdata modified")
 	}
 }

@@ -215,6 +215,11 @@ func tomlString(s string) string {
 		// The newline after the opening delimiter is not part of the value.
 		return "'''\n" + s + "'''"
 	}
+	return tomlBasicString(s)
+}
+
+// tomlBasicString renders s as a one-line TOML basic string.
+func tomlBasicString(s string) string {
 	var b strings.Builder
 	b.WriteByte('"')
 	for _, r := range s {

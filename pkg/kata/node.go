@@ -98,6 +98,7 @@ type ConfigResult struct {
 	Initrd         string // host path of the initrd carrying the policy
 	OriginalImage  string // image guests: host path the configuration pointed at before
 	Image          string // image guests: host path of the image copy carrying the policy
+	Initdata       string // runtime-rs: digest (hex) of the initdata set in the section
 	Backup         string // host path of the configuration backup
 	Reason         string // for the statuses that leave a guest alone: why and the fix
 }
@@ -355,11 +356,12 @@ func (n *NodeInstaller) Install(ctx context.Context) (Result, error) {
 		for _, cr := range crs {
 			res.Configs = append(res.Configs, cr)
 			if cr.Status == StatusInstalled || cr.Status == StatusUnchanged {
-				asset := cr.Initrd
-				if cr.Image != "" {
-					asset = cr.Image
+				res.Files = append(res.Files, cr.Config, cr.Backup)
+				for _, asset := range []string{cr.Initrd, cr.Image} {
+					if asset != "" {
+						res.Files = append(res.Files, asset)
+					}
 				}
-				res.Files = append(res.Files, cr.Config, asset, cr.Backup)
 			}
 		}
 	}
@@ -394,6 +396,7 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 	// All sections' edits go into one new content; the backup is the file
 	// as it was before any of them (written once, below).
 	content := original
+	runtimeRS := isRuntimeRS(original, assets)
 	var out []ConfigResult
 	for _, a := range assets {
 		cr := ConfigResult{Config: cfg, Hypervisor: a.Hypervisor}
@@ -404,6 +407,15 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 			cr.Status = StatusTEEGuest
 			cr.Reason = fmt.Sprintf("[hypervisor.%s] is a TEE guest: %s", a.Hypervisor, teeGuestReason)
 			n.log().Warn("kata policy not installed for TEE guest: the initrd is measured; use initdata", "config", cfg, "hypervisor", a.Hypervisor)
+			out = append(out, cr)
+			continue
+		}
+		if a.Initrd == "" && runtimeRS {
+			var cr ConfigResult
+			cr, content, err = n.installInitdata(cfg, a, content)
+			if err != nil {
+				return nil, err
+			}
 			out = append(out, cr)
 			continue
 		}
@@ -449,6 +461,11 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 			n.log().Info("kata policy installed", "config", cfg, "hypervisor", a.Hypervisor, "initrd", cr.Initrd, "original", orig)
 		}
 		out = append(out, cr)
+	}
+	if runtimeRS && policyInstalled(out) {
+		if content, _, err = passfdOff(content); err != nil {
+			return nil, err
+		}
 	}
 	if !bytes.Equal(content, original) {
 		// Back up the configuration as it was (after a Kata upgrade
@@ -522,6 +539,15 @@ func (n *NodeInstaller) uninstallConfig(cfg string) error {
 		return err
 	}
 	var generated []string
+	restored, removed := removeInitdata(content)
+	restored, passfd := passfdRestore(restored)
+	if removed || passfd {
+		content = restored
+		if err := atomicfile.WriteLike(n.onHost(cfg), n.onHost(cfg), bytesWriter(content)); err != nil {
+			return err
+		}
+		n.log().Info("kata policy initdata removed, use_passfd_io restored", "config", cfg, "initdata", removed, "passfd", passfd)
+	}
 	for _, a := range assets {
 		key, cur := "initrd", a.Initrd
 		if cur == "" {
@@ -577,4 +603,15 @@ func bytesWriter(data []byte) func(io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	}
+}
+
+// policyInstalled reports whether any section of a configuration now boots
+// the policy.
+func policyInstalled(crs []ConfigResult) bool {
+	for _, c := range crs {
+		if c.Status == StatusInstalled || c.Status == StatusUnchanged {
+			return true
+		}
+	}
+	return false
 }
