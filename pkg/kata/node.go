@@ -76,6 +76,9 @@ const (
 	// StatusMeasuredImage: an image guest whose root file system is pinned
 	// by dm-verity or measured into a TEE's attestation; left alone.
 	StatusMeasuredImage = "skipped-measured-image"
+	// StatusDropIn: a config.d drop-in sets the boot asset, initdata or
+	// use_passfd_io, overriding the main configuration the installer edits.
+	StatusDropIn = "skipped-drop-in"
 	// StatusUnenforced: the guest's agent is built without the policy
 	// feature (no /etc/kata-opa in the guest): a policy file would be
 	// ignored, so nothing is installed and the node must not claim one.
@@ -389,7 +392,15 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 	if err != nil {
 		return nil, err
 	}
-	assets, err := guestAssets(original)
+	// What Kata boots is the configuration with its config.d drop-ins
+	// applied; the installer edits only the main file, so a section whose
+	// boot asset or initdata a drop-in sets is left alone (the drop-in
+	// would override the edit).
+	dis, err := n.dropIns(cfg)
+	if err != nil {
+		return nil, err
+	}
+	assets, err := effectiveAssets(original, dis)
 	if err != nil {
 		return nil, err
 	}
@@ -397,11 +408,22 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 	// as it was before any of them (written once, below).
 	content := original
 	runtimeRS := isRuntimeRS(original, assets)
+	passfdByDropIn := dropInSetting(dis, []string{"runtime"}, "use_passfd_io")
 	var out []ConfigResult
 	for _, a := range assets {
 		cr := ConfigResult{Config: cfg, Hypervisor: a.Hypervisor}
 		if a.remote() || (a.Initrd == "" && a.Image == "") {
 			continue // peer-pods: no local guest asset
+		}
+		if by := dropInSetting(dis, []string{"hypervisor", a.Hypervisor}, "initrd", "image", "initdata"); by != "" || (runtimeRS && passfdByDropIn != "") {
+			if by == "" {
+				by = passfdByDropIn
+			}
+			cr.Status = StatusDropIn
+			cr.Reason = fmt.Sprintf("[hypervisor.%s]: %s, which overrides the main configuration the installer edits; move that key into %s (or remove it) and the next check installs the policy", a.Hypervisor, by, cfg)
+			n.log().Warn("kata policy not installed: a config.d drop-in overrides the keys the installer sets", "config", cfg, "hypervisor", a.Hypervisor, "dropin", by)
+			out = append(out, cr)
+			continue
 		}
 		if a.Confidential && !n.AllowTEEInitrd {
 			cr.Status = StatusTEEGuest

@@ -453,3 +453,41 @@ func TestTEEInitrdSkippedUnlessAllowed(t *testing.T) {
 		t.Error("TEE configuration not pointed at the policy initrd with AllowTEEInitrd")
 	}
 }
+
+// config.d drop-ins are merged as Kata merges them (file name order, table
+// keys merged, later files win): a TEE switch in a drop-in makes the guest a
+// TEE guest, a drop-in that sets the boot asset leaves the section alone
+// (it would override the edit), an unrelated drop-in changes nothing.
+func TestInstallReadsDropIns(t *testing.T) {
+	const dir = "/opt/kata/share/defaults/kata-containers/config.d/"
+	cases := []struct {
+		name, file, body string
+		status, reason   string
+	}{
+		{"unrelated key", "10-vcpus.toml", "[hypervisor.qemu]\ndefault_vcpus = 2\n", StatusInstalled, ""},
+		{"TEE switch", "50-tee.toml", "[hypervisor.qemu]\nconfidential_guest = true\n", StatusTEEGuest, "TEE guest"},
+		{"boot asset", "60-image.toml", "[hypervisor.qemu]\nimage = \"/opt/kata/share/kata-containers/kata-containers.img\"\n", StatusDropIn, dir + "60-image.toml sets image"},
+		{"initdata", "70-initdata.toml", "[hypervisor.qemu]\ninitdata = \"\"\n", StatusDropIn, "sets initdata"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHost(t, false)
+			h.write(t, dir+c.file, []byte(c.body), 0o644)
+			res, err := (&NodeInstaller{HostRoot: h.root}).Install(context.Background())
+			if len(res.Configs) != 1 || res.Configs[0].Status != c.status || !strings.Contains(res.Configs[0].Reason, c.reason) {
+				t.Fatalf("Install = %+v, %v; want %s with %q", res.Configs, err, c.status, c.reason)
+			}
+			if b := h.read(t, dir+c.file); string(b) != c.body {
+				t.Error("drop-in modified")
+			}
+			if c.status != StatusInstalled {
+				if b := h.read(t, h.cfg); string(b) != qemuConfig {
+					t.Error("configuration modified for a section the installer left alone")
+				}
+				if res.Label() != "" {
+					t.Errorf("label %q for a node whose only guest was left alone", res.Label())
+				}
+			}
+		})
+	}
+}

@@ -1,7 +1,11 @@
 package kata
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -145,4 +149,103 @@ func setAsset(content []byte, section, key, old, new string) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// dropIn is one file of a configuration's config.d directory.
+type dropIn struct {
+	path string         // host path
+	tree map[string]any // parsed
+}
+
+// dropInDir is where Kata reads drop-ins for the configuration at host
+// path cfg (symlinks resolved): config.d beside it (Go runtime
+// katautils.decodeDropIns; runtime-rs kata-types config/drop_in.rs).
+func dropInDir(cfg string) string { return path.Join(path.Dir(cfg), "config.d") }
+
+// dropIns reads the drop-ins of cfg in the order Kata applies them (file
+// name order; later files win).
+func (n *NodeInstaller) dropIns(cfg string) ([]dropIn, error) {
+	dir := dropInDir(cfg)
+	entries, err := os.ReadDir(n.onHost(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	var out []dropIn
+	for _, e := range entries {
+		p := path.Join(dir, e.Name())
+		real, err := n.resolve(p)
+		if err != nil {
+			return nil, fmt.Errorf("drop-in %s: %w", p, err)
+		}
+		if fi, err := os.Stat(n.onHost(real)); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(n.onHost(real))
+		if err != nil {
+			return nil, err
+		}
+		var tree map[string]any
+		if err := toml.Unmarshal(b, &tree); err != nil {
+			return nil, fmt.Errorf("drop-in %s does not parse (Kata would refuse it too): %w", p, err)
+		}
+		out = append(out, dropIn{path: p, tree: tree})
+	}
+	return out, nil
+}
+
+// mergeTOML applies over onto base as Kata merges drop-ins: tables merge key
+// by key, any other value replaces.
+func mergeTOML(base, over map[string]any) {
+	for k, v := range over {
+		bt, bok := base[k].(map[string]any)
+		ot, ook := v.(map[string]any)
+		if bok && ook {
+			mergeTOML(bt, ot)
+			continue
+		}
+		base[k] = v
+	}
+}
+
+// effectiveAssets are the guest assets of content with the drop-ins
+// applied, i.e. what Kata boots.
+func effectiveAssets(content []byte, dis []dropIn) ([]guestAsset, error) {
+	if len(dis) == 0 {
+		return guestAssets(content)
+	}
+	var tree map[string]any
+	if err := toml.Unmarshal(content, &tree); err != nil {
+		return nil, fmt.Errorf("parse Kata configuration: %w", err)
+	}
+	for _, d := range dis {
+		mergeTOML(tree, d.tree)
+	}
+	merged, err := toml.Marshal(tree)
+	if err != nil {
+		return nil, err
+	}
+	return guestAssets(merged)
+}
+
+// dropInSetting names the last drop-in that sets one of keys in
+// [table], "" if none does.
+func dropInSetting(dis []dropIn, table []string, keys ...string) string {
+	found := ""
+	for _, d := range dis {
+		var t any = d.tree
+		for _, k := range table {
+			m, _ := t.(map[string]any)
+			t = m[k]
+		}
+		m, _ := t.(map[string]any)
+		for _, k := range keys {
+			if _, ok := m[k]; ok {
+				found = d.path + " sets " + k
+			}
+		}
+	}
+	return found
 }
