@@ -190,6 +190,15 @@ func New(o Options) (*Agent, error) {
 		a.log.Warn("test knob set: the probe reports these backends as failed without probing; never set it in production", "env", capability.ForceFailEnv, "value", v)
 		w = append(w, capability.ForceFailEnv)
 	}
+	// Extensions with weakening options (the Kata installer's) count too.
+	for _, ext := range o.Extensions {
+		if wk, ok := ext.(interface{ Weakenings() []string }); ok {
+			for _, s := range wk.Weakenings() {
+				a.log.Warn("node extension option weakens its policy", "extension", ext.Name(), "setting", s, "see", "docs/kata-secure-by-default.md")
+				w = append(w, s)
+			}
+		}
+	}
 	a.metrics.SetWeakenings(w)
 	return a, nil
 }

@@ -89,6 +89,10 @@ func (h agentHost) NodeEvent(ctx context.Context, typ, reason, msg string) {
 
 func (h agentHost) Logger() *slog.Logger { return h.a.log }
 
+// Weakenings are the installer's weakening options (agent.New logs them at
+// WARN and counts them in authbridge_config_weakenings).
+func (k KataExtension) Weakenings() []string { return k.Installer.Weakenings() }
+
 // Name implements NodeExtension.
 func (k KataExtension) Name() string { return "kata-policy" }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kagenti/authbridge-node/pkg/kata"
+	"github.com/kagenti/authbridge-node/pkg/metrics"
 	"github.com/kagenti/authbridge-node/policy"
 )
 
@@ -271,4 +273,28 @@ func TestKataExtensionImageOnlyAndLateKata(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitWatchStopped(t, h)
+}
+
+// The Kata installer's weakening option is logged at WARN and exported as
+// authbridge_config_weakenings{setting="kata.enableInitdataAnnotation"}.
+func TestKataInitdataAnnotationIsAWeakening(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		h := newAgent(t, admin(t), "node-kata-weak", testConfig(t), func(o *Options) {
+			o.Extensions = []NodeExtension{KataExtension{Installer: &kata.NodeInstaller{HostRoot: t.TempDir(), EnableInitdataAnnotation: on}}}
+		})
+		srv := httptest.NewServer(h.a.Handler())
+		s, err := metrics.Scrape(context.Background(), srv.URL+"/metrics")
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := s.Get("authbridge_config_weakenings", map[string]string{"setting": "kata.enableInitdataAnnotation"})
+		warned := strings.Contains(h.logs.String(), `"level":"WARN","msg":"node extension option weakens its policy"`) && strings.Contains(h.logs.String(), `"setting":"kata.enableInitdataAnnotation"`)
+		if on && (!ok || v != 1 || !warned) {
+			t.Errorf("option on: weakening %v (present %v), warned %v: %s", v, ok, warned, h.logs.String())
+		}
+		if !on && (ok || warned) {
+			t.Errorf("option off but reported: present %v, warned %v", ok, warned)
+		}
+	}
 }

@@ -229,3 +229,91 @@ func passfdRestore(content []byte) ([]byte, bool) {
 	}
 	return []byte(strings.Join(lines, "")), changed
 }
+
+// annotationsComment marks an enable_annotations line the installer
+// changed; the original line (or nothing) follows, for uninstall.
+const annotationsComment = "  # authbridge-node: cc_init_data added (per-pod initdata override, a weakening); was: "
+
+var annotationsLine = regexp.MustCompile(`^\s*enable_annotations\s*=\s*\[([^\]#]*)\]\s*(#.*)?$`)
+
+// enableInitdataAnnotation adds "cc_init_data" to enable_annotations of
+// [hypervisor.<section>] (inserting the key if the section has none), so a
+// pod's io.katacontainers.config.hypervisor.cc_init_data annotation reaches
+// the guest and its initdata policy replaces the node's. That is a
+// weakening: whoever sets pod annotations (the pod's author, and the host)
+// can then boot any policy, allow-all included. Only attestation binding the
+// initdata digest makes such a policy trustworthy.
+func enableInitdataAnnotation(content []byte, section string) ([]byte, bool, error) {
+	lines := strings.SplitAfter(string(content), "\n")
+	want := "hypervisor." + section
+	current, header, found := "", -1, false
+	for i, l := range lines {
+		body := strings.TrimRight(l, "\r\n")
+		if m := tableLine.FindStringSubmatch(body); m != nil {
+			current = strings.ReplaceAll(m[1], " ", "")
+			if current == want {
+				header = i
+			}
+			continue
+		}
+		if current != want || !strings.HasPrefix(strings.TrimSpace(body), "enable_annotations") {
+			continue
+		}
+		m := annotationsLine.FindStringSubmatch(body)
+		if m == nil {
+			return nil, false, fmt.Errorf("[%s] enable_annotations (line %d) is not a one-line array; add \"cc_init_data\" by hand", want, i+1)
+		}
+		found = true
+		if strings.Contains(m[1], `"cc_init_data"`) || strings.Contains(m[1], `'cc_init_data'`) {
+			return content, false, nil
+		}
+		items := strings.TrimSpace(m[1])
+		if items != "" {
+			items += ", "
+		}
+		lines[i] = "enable_annotations = [" + items + `"cc_init_data"]` + annotationsComment + body + l[len(body):]
+	}
+	if header < 0 {
+		return nil, false, fmt.Errorf("no [%s] table header line", want)
+	}
+	if !found {
+		line := `enable_annotations = ["cc_init_data"]` + annotationsComment + "\n"
+		lines = append(lines[:header+1], append([]string{line}, lines[header+1:]...)...)
+	}
+	out := []byte(strings.Join(lines, ""))
+	var c struct {
+		Hypervisor map[string]struct {
+			EnableAnnotations []string `toml:"enable_annotations"`
+		} `toml:"hypervisor"`
+	}
+	if err := toml.Unmarshal(out, &c); err != nil {
+		return nil, false, fmt.Errorf("adding cc_init_data to enable_annotations of [%s]: %w", want, err)
+	}
+	ok := false
+	for _, a := range c.Hypervisor[section].EnableAnnotations {
+		ok = ok || a == "cc_init_data"
+	}
+	if !ok {
+		return nil, false, fmt.Errorf("adding cc_init_data to enable_annotations of [%s] did not read back", want)
+	}
+	return out, true, nil
+}
+
+// restoreAnnotations undoes enableInitdataAnnotation.
+func restoreAnnotations(content []byte) ([]byte, bool) {
+	lines := strings.SplitAfter(string(content), "\n")
+	var out []string
+	changed := false
+	for _, l := range lines {
+		body := strings.TrimRight(l, "\r\n")
+		if j := strings.Index(body, annotationsComment); j >= 0 && strings.HasPrefix(strings.TrimSpace(body), "enable_annotations") {
+			changed = true
+			if orig := body[j+len(annotationsComment):]; orig != "" {
+				out = append(out, orig+l[len(body):])
+			}
+			continue
+		}
+		out = append(out, l)
+	}
+	return []byte(strings.Join(out, "")), changed
+}

@@ -102,8 +102,11 @@ type ConfigResult struct {
 	OriginalImage  string // image guests: host path the configuration pointed at before
 	Image          string // image guests: host path of the image copy carrying the policy
 	Initdata       string // runtime-rs: digest (hex) of the initdata set in the section
-	Backup         string // host path of the configuration backup
-	Reason         string // for the statuses that leave a guest alone: why and the fix
+	// InitdataAnnotation: cc_init_data is enabled in the section
+	// (EnableInitdataAnnotation), so a pod's initdata replaces the policy.
+	InitdataAnnotation bool
+	Backup             string // host path of the configuration backup
+	Reason             string // for the statuses that leave a guest alone: why and the fix
 }
 
 // Result is the outcome of Install.
@@ -160,6 +163,26 @@ type NodeInstaller struct {
 	// configurations. Off by default: the initrd is measured, so the
 	// change alters the launch measurement attestation checks.
 	AllowTEEInitrd bool
+	// EnableInitdataAnnotation adds cc_init_data to enable_annotations of
+	// every section that carries the policy, so pods can bring their own
+	// policy through initdata (the allow-exec debug preset, deny-logs, a
+	// genpolicy policy). A weakening: whoever sets pod annotations, the host
+	// included, can then boot any policy; logged at WARN and reported by
+	// the node agent in authbridge_config_weakenings.
+	EnableInitdataAnnotation bool
+}
+
+// Weakenings lists the installer options that weaken the policy, for the
+// WARN log and the authbridge_config_weakenings metric.
+func (n *NodeInstaller) Weakenings() []string {
+	var w []string
+	if n.EnableInitdataAnnotation {
+		w = append(w, "kata.enableInitdataAnnotation")
+	}
+	if n.AllowTEEInitrd {
+		w = append(w, "kata.allowTEEInitrd")
+	}
+	return w
 }
 
 func (n *NodeInstaller) root() string {
@@ -489,6 +512,22 @@ func (n *NodeInstaller) installConfig(cfg string, member []byte) ([]ConfigResult
 			return nil, err
 		}
 	}
+	if n.EnableInitdataAnnotation {
+		for i, cr := range out {
+			if cr.Status != StatusInstalled && cr.Status != StatusUnchanged {
+				continue
+			}
+			var changed bool
+			if content, changed, err = enableInitdataAnnotation(content, cr.Hypervisor); err != nil {
+				return nil, err
+			}
+			out[i].InitdataAnnotation = true
+			if changed {
+				out[i].Status = StatusInstalled
+				n.log().Warn("kata: pods may replace the node's agent policy with their own initdata (cc_init_data enabled); whoever sets pod annotations, the host included, can boot any policy", "config", cfg, "hypervisor", cr.Hypervisor)
+			}
+		}
+	}
 	if !bytes.Equal(content, original) {
 		// Back up the configuration as it was (after a Kata upgrade
 		// rewrote it, that is the new baseline), then write the edits.
@@ -563,12 +602,13 @@ func (n *NodeInstaller) uninstallConfig(cfg string) error {
 	var generated []string
 	restored, removed := removeInitdata(content)
 	restored, passfd := passfdRestore(restored)
-	if removed || passfd {
+	restored, annotations := restoreAnnotations(restored)
+	if removed || passfd || annotations {
 		content = restored
 		if err := atomicfile.WriteLike(n.onHost(cfg), n.onHost(cfg), bytesWriter(content)); err != nil {
 			return err
 		}
-		n.log().Info("kata policy initdata removed, use_passfd_io restored", "config", cfg, "initdata", removed, "passfd", passfd)
+		n.log().Info("kata policy: marked configuration lines restored", "config", cfg, "initdata", removed, "passfd", passfd, "annotations", annotations)
 	}
 	for _, a := range assets {
 		key, cur := "initrd", a.Initrd

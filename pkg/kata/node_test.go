@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pelletier/go-toml/v2"
+
 	"github.com/kagenti/authbridge-node/policy"
 )
 
@@ -489,5 +491,64 @@ func TestInstallReadsDropIns(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The per-pod override option: cc_init_data is added to enable_annotations
+// of the sections that carry the policy (read back with the TOML parser),
+// reported, counted as a weakening, and removed byte for byte.
+func TestEnableInitdataAnnotation(t *testing.T) {
+	h := newHost(t, false)
+	n := &NodeInstaller{HostRoot: h.root, EnableInitdataAnnotation: true}
+	if w := n.Weakenings(); len(w) != 1 || w[0] != "kata.enableInitdataAnnotation" {
+		t.Fatalf("Weakenings() = %v", w)
+	}
+	if w := (&NodeInstaller{}).Weakenings(); len(w) != 0 {
+		t.Fatalf("default installer reports weakenings %v", w)
+	}
+	ctx := context.Background()
+	res, err := n.Install(ctx)
+	if err != nil || len(res.Configs) != 1 || !res.Configs[0].InitdataAnnotation {
+		t.Fatalf("Install = %+v, %v", res.Configs, err)
+	}
+	var c struct {
+		Hypervisor map[string]struct {
+			EnableAnnotations []string `toml:"enable_annotations"`
+			Initrd            string   `toml:"initrd"`
+		} `toml:"hypervisor"`
+	}
+	if err := toml.Unmarshal(h.read(t, h.cfg), &c); err != nil {
+		t.Fatal(err)
+	}
+	q := c.Hypervisor["qemu"]
+	want := []string{"enable_iommu", "virtio_fs_extra_args", "kernel_params", "cc_init_data"}
+	if strings.Join(q.EnableAnnotations, ",") != strings.Join(want, ",") || !strings.Contains(q.Initrd, "authbridge-restrictive") {
+		t.Errorf("enable_annotations = %v, initrd %q; want %v and the policy initrd", q.EnableAnnotations, q.Initrd, want)
+	}
+	// Idempotent.
+	before := h.read(t, h.cfg)
+	if _, err := n.Install(ctx); err != nil || !bytes.Equal(before, h.read(t, h.cfg)) {
+		t.Fatalf("second Install changed the configuration (%v)", err)
+	}
+	if err := n.Uninstall(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b := h.read(t, h.cfg); string(b) != qemuConfig {
+		t.Errorf("configuration not restored byte-identical:\n%s", b)
+	}
+	// A section without enable_annotations gets the key, and loses it again.
+	bare := strings.Replace(qemuConfig, `enable_annotations = ["enable_iommu", "virtio_fs_extra_args", "kernel_params"]`+"\n", "", 1)
+	h.write(t, h.cfg, []byte(bare), 0o644)
+	if _, err := n.Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(h.read(t, h.cfg)), `enable_annotations = ["cc_init_data"]`) {
+		t.Errorf("no enable_annotations added:\n%s", h.read(t, h.cfg))
+	}
+	if err := n.Uninstall(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b := h.read(t, h.cfg); string(b) != bare {
+		t.Errorf("configuration not restored byte-identical:\n%s", b)
 	}
 }

@@ -2,6 +2,7 @@ package kata
 
 import (
 	"fmt"
+	"regexp"
 
 	"sigs.k8s.io/yaml"
 )
@@ -48,5 +49,29 @@ func RenderPodAnnotation(doc *InitdataDocument) ([]byte, error) {
 		return nil, fmt.Errorf("render annotation: %w", err)
 	}
 	head := fmt.Sprintf("# initdata digest (%s): %s\n", doc.Algorithm, doc.DigestHex())
+	return append([]byte(head), y...), nil
+}
+
+// helmProviderName is a provider key of the peerpods chart (aws, azure,
+// gcp, ibmcloud, libvirt, ...): a YAML-safe word.
+var helmProviderName = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+
+// RenderPeerPodsHelmValues renders a values file for the peerpods Helm
+// chart of cloud-api-adaptor (src/cloud-api-adaptor/install/charts/peerpods
+// at fbdde756): its templates/configmap.yaml writes every key of
+// providerConfigs.<provider> into peer-pods-cm, so INITDATA set there
+// survives `helm upgrade`, which a kubectl patch of the ConfigMap does not.
+// Pass it after the provider's values (`-f providers/<provider>.yaml -f
+// this`): Helm merges the maps key by key.
+func RenderPeerPodsHelmValues(doc *InitdataDocument, provider string) ([]byte, error) {
+	if !helmProviderName.MatchString(provider) {
+		return nil, fmt.Errorf("--helm-provider %q: want the chart's provider key (aws, azure, gcp, ibmcloud, libvirt, ...)", provider)
+	}
+	v := map[string]any{"providerConfigs": map[string]any{provider: map[string]string{PeerPodsInitdataKey: doc.Annotation}}}
+	y, err := yaml.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("render peerpods Helm values: %w", err)
+	}
+	head := fmt.Sprintf("# Values for the cloud-api-adaptor peerpods Helm chart: the default initdata of every peer pod\n# without its own cc_init_data annotation. Pass after the provider's values:\n#   helm upgrade --install peerpods <chart> -f providers/%s.yaml -f <this file>\n# initdata digest (%s): %s\n", provider, doc.Algorithm, doc.DigestHex())
 	return append([]byte(head), y...), nil
 }

@@ -87,7 +87,7 @@ type runFlags struct {
 	config, kubeletConfig, resolvConf, pluginBinary string
 	kubeconfig, tokenFile, caFile, pluginAPIServer  string
 	nodeName, hostRoot, ipv6Disabled                string
-	kata                                            bool
+	kata, kataInitdataAnnotation                    bool
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
@@ -105,6 +105,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&f.pluginAPIServer, "plugin-api-server", "", "API server URL for the plugin (default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
 	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME from the downward API)")
 	fs.BoolVar(&f.kata, "kata", true, "install the restrictive Kata agent policy on Kata nodes")
+	fs.BoolVar(&f.kataInitdataAnnotation, "kata-initdata-annotation", false, "WEAKENING: also enable the cc_init_data annotation on the Kata configurations that carry the policy, so pods can replace it with their own initdata (counted in authbridge_config_weakenings)")
 	fs.StringVar(&f.hostRoot, "host-root", kata.DefaultHostRoot, "where the host's / is mounted (host iptables binaries, Kata configurations)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -156,7 +157,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		IPv6DisabledPath:  f.ipv6Disabled,
 	}
 	if f.kata {
-		o.Extensions = append(o.Extensions, agent.KataExtension{Installer: &kata.NodeInstaller{HostRoot: f.hostRoot, Log: log}})
+		o.Extensions = append(o.Extensions, agent.KataExtension{Installer: &kata.NodeInstaller{HostRoot: f.hostRoot, Log: log, EnableInitdataAnnotation: f.kataInitdataAnnotation}})
 	}
 	a, err := agent.New(o)
 	if err != nil {

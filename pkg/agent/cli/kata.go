@@ -25,7 +25,8 @@ commands:
   peer-pods-configmap  render the peer-pods default initdata (ConfigMap ` + kata.PeerPodsConfigMap + `, key ` + kata.PeerPodsInitdataKey + `)
   policy               print a policy preset (Rego)
   install              install the restrictive policy into this node's Kata initrds
-                       (--allow-tee-initrd also changes measured TEE initrds)
+                       (--allow-tee-initrd also changes measured TEE initrds;
+                       --enable-initdata-annotation lets pods replace it: a weakening)
   uninstall            restore this node's Kata configurations (rollback) and
                        remove the Node's kata-policy label and annotation
                        (--node, default $NODE_NAME; --kubeconfig, default in-cluster)
@@ -139,6 +140,7 @@ func runInitdata(args []string, stdout, stderr io.Writer, peerPods bool) error {
 	format := fs.String("format", "value", "initdata output: value (annotation value), yaml (pod metadata snippet), toml (the raw document)")
 	platform := fs.String("platform", "", "also print the digest as this TEE reports it: tdx, snp, cca, se")
 	namespace := fs.String("namespace", kata.PeerPodsNamespace, "peer-pods-configmap: namespace of "+kata.PeerPodsConfigMap)
+	helmProvider := fs.String("helm-provider", "", "peer-pods-configmap: print a values file for the peerpods Helm chart (providerConfigs.<provider>.INITDATA) instead of a ConfigMap patch")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -168,6 +170,14 @@ func runInitdata(args []string, stdout, stderr io.Writer, peerPods bool) error {
 			return usageError{err}
 		}
 		fmt.Fprintf(stderr, "as %s reports it: %s\n", *platform, hex.EncodeToString(pd))
+	}
+	if peerPods && *helmProvider != "" {
+		out, err := kata.RenderPeerPodsHelmValues(doc, *helmProvider)
+		if err != nil {
+			return usageError{err}
+		}
+		_, err = stdout.Write(out)
+		return err
 	}
 	if peerPods {
 		out, err := kata.RenderPeerPodsConfigMap(doc, *namespace)
@@ -215,12 +225,13 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 	fs := newKataFlagSet(cmd, stderr)
 	root := fs.String("host-root", kata.DefaultHostRoot, "where the host's / is mounted")
 	allowTEE := fs.Bool("allow-tee-initrd", false, "install: also append to initrds of confidential_guest (TEE) configurations, changing their launch measurement")
+	initdataAnno := fs.Bool("enable-initdata-annotation", false, "install: WEAKENING, also enable the cc_init_data annotation so pods can replace the policy with their own initdata")
 	node := fs.String("node", os.Getenv("NODE_NAME"), "uninstall: Node whose "+kata.LabelKataPolicy+" label and sha256 annotation to remove (default $NODE_NAME)")
 	kubeconfig := fs.String("kubeconfig", "", "uninstall: kubeconfig for removing the Node label (default: in-cluster)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	n := &kata.NodeInstaller{HostRoot: *root, AllowTEEInitrd: *allowTEE, Log: slog.New(slog.NewTextHandler(stderr, nil))}
+	n := &kata.NodeInstaller{HostRoot: *root, AllowTEEInitrd: *allowTEE, EnableInitdataAnnotation: *initdataAnno, Log: slog.New(slog.NewTextHandler(stderr, nil))}
 	if cmd == "uninstall" {
 		if err := n.Uninstall(ctx); err != nil {
 			return err

@@ -203,3 +203,37 @@ func TestPeerPodsConfigMap(t *testing.T) {
 		t.Errorf("%s is stale or missing (%v): regenerate with UPDATE_GOLDEN=1 go test ./pkg/agent/cli -run PeerPods", golden, err)
 	}
 }
+
+// The Helm values file for the peerpods chart (what survives helm upgrade);
+// policy/peer-pods/helm-values-libvirt.yaml is the rendered example.
+func TestPeerPodsHelmValues(t *testing.T) {
+	code, out, errs := runKata(t, "peer-pods-configmap", "--helm-provider", "libvirt")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var v struct {
+		ProviderConfigs map[string]map[string]string `json:"providerConfigs"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.ProviderConfigs) != 1 || len(v.ProviderConfigs["libvirt"]) != 1 {
+		t.Fatalf("values = %+v", v)
+	}
+	d, _, err := kata.DecodeInitdataAnnotation(v.ProviderConfigs["libvirt"]["INITDATA"])
+	if err != nil || d.Data[kata.InitdataKeyPolicy] != string(policy.Restrictive()) {
+		t.Fatalf("INITDATA does not carry the restrictive policy: %v", err)
+	}
+	golden := filepath.Join("..", "..", "..", "policy", "peer-pods", "helm-values-libvirt.yaml")
+	if os.Getenv("UPDATE_GOLDEN") == "1" {
+		if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := os.ReadFile(golden); err != nil || string(b) != out {
+		t.Errorf("%s is stale or missing (%v): regenerate with UPDATE_GOLDEN=1 go test ./pkg/kata -run PeerPods", golden, err)
+	}
+	if code, _, errs := runKata(t, "peer-pods-configmap", "--helm-provider", "AWS: x"); code != 2 || !strings.Contains(errs, "provider key") {
+		t.Errorf("bad provider: exit %d, %s", code, errs)
+	}
+}
