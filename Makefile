@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps test demo bench vet fmt image e2e e2e-down clean
+.PHONY: all build deps test demo bench vet fmt image e2e e2e-down clean kata-guest-policy
 
 all: build
 
@@ -38,6 +38,26 @@ e2e:
 
 e2e-down:
 	bash test/e2e/down.sh
+
+# A Kata guest image with the restrictive policy built in, for guests whose
+# image the node must not change (TEE / measured root file systems): runs
+# kata-containers' osbuilder (KATA_SRC: a checkout of tag 4.1.0; needs
+# docker and root) with AGENT_POLICY=yes and this repository's policy, and
+# MEASURED_ROOTFS=yes so the image gets a dm-verity hash partition; the
+# root hash lands in image-builder/root_hash_*.txt for kernel_verity_params
+# and your attestation reference values. Not run by this repository's
+# tests (no Kata guest can be built there).
+KATA_SRC ?=
+KATA_DISTRO ?= ubuntu
+KATA_POLICY ?= $(CURDIR)/policy/default-restrictive.rego
+kata-guest-policy:
+	@test -n "$(KATA_SRC)" || { echo "kata-guest-policy: set KATA_SRC to a kata-containers checkout (tag 4.1.0)"; exit 2; }
+	# Inside the kata tree, which osbuilder's build container sees.
+	cp "$(KATA_POLICY)" "$(KATA_SRC)/src/kata-opa/authbridge-restrictive.rego"
+	cd "$(KATA_SRC)/tools/osbuilder/rootfs-builder" && \
+	  USE_DOCKER=true AGENT_POLICY=yes AGENT_POLICY_FILE="$(KATA_SRC)/src/kata-opa/authbridge-restrictive.rego" ./rootfs.sh "$(KATA_DISTRO)"
+	cd "$(KATA_SRC)/tools/osbuilder/image-builder" && \
+	  USE_DOCKER=true MEASURED_ROOTFS=yes ./image_builder.sh "../rootfs-builder/rootfs-$(KATA_DISTRO)"
 
 clean:
 	rm -rf $(BIN) bench.txt
