@@ -128,10 +128,7 @@ func (k KataExtension) check(ctx context.Context) kataOutcome {
 	if err != nil && !errors.Is(err, kata.ErrNoGuestChanged) {
 		return kataOutcome{err: err}
 	}
-	o := kataOutcome{label: res.Label(), sha: res.PolicySHA256, err: err}
-	if o.label == "" {
-		o.sha = ""
-	}
+	o := kataOutcome{label: res.Label(), sha: res.PublishedSHA256(), err: err}
 	var parts []string
 	for _, c := range res.Configs {
 		s := fmt.Sprintf("%s [hypervisor.%s]: %s", c.Config, c.Hypervisor, c.Status)

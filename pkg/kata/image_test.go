@@ -224,6 +224,9 @@ func TestImageGuestsRefused(t *testing.T) {
 			if res.Label() != c.label {
 				t.Errorf("label %q, want %q", res.Label(), c.label)
 			}
+			if res.PublishedSHA256() != "" {
+				t.Errorf("policy SHA-256 published for a node whose guest carries no enforced policy")
+			}
 			if c.label == "" && !errors.Is(err, ErrNoGuestChanged) {
 				t.Errorf("err = %v, want ErrNoGuestChanged", err)
 			}
@@ -257,7 +260,7 @@ func TestInitrdWithoutPolicyFeature(t *testing.T) {
 	h := newHost(t, false)
 	h.write(t, h.realPath, initrd, 0o644)
 	res, err := (&NodeInstaller{HostRoot: h.root}).Install(context.Background())
-	if len(res.Configs) != 1 || res.Configs[0].Status != StatusUnenforced || res.Label() != LabelValueUnenforced {
+	if len(res.Configs) != 1 || res.Configs[0].Status != StatusUnenforced || res.Label() != LabelValueUnenforced || res.PublishedSHA256() != "" {
 		t.Fatalf("Install = %+v, %v, label %q", res.Configs, err, res.Label())
 	}
 	if b := h.read(t, h.cfg); string(b) != qemuConfig {

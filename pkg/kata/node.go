@@ -148,6 +148,17 @@ func (r Result) Label() string {
 	return ""
 }
 
+// PublishedSHA256 is the value for AnnotationKataPolicySHA256: the policy's
+// SHA-256 where some guest carries it into an agent that enforces it, ""
+// otherwise (an unenforced or untouched node must not claim a policy).
+func (r Result) PublishedSHA256() string {
+	switch r.Label() {
+	case LabelValueRestrictive, LabelValuePartial:
+		return r.PolicySHA256
+	}
+	return ""
+}
+
 // NodeInstaller installs the restrictive agent policy into the Kata guest
 // initrds of the node whose root filesystem is mounted at HostRoot.
 type NodeInstaller struct {

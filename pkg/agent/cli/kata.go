@@ -258,7 +258,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s=%s\n%s=%s\n", kata.LabelKataPolicy, res.Label(), kata.AnnotationKataPolicySHA256, res.PolicySHA256)
+	fmt.Fprintf(stdout, "%s=%s\n%s=%s\n", kata.LabelKataPolicy, res.Label(), kata.AnnotationKataPolicySHA256, res.PublishedSHA256())
 	return nil
 }
 

@@ -135,6 +135,13 @@ func newKataHost(t *testing.T) *kataHost {
 	if err := os.WriteFile(filepath.Join(src, "usr/bin/kata-agent"), []byte("\x7fELF fake agent"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// osbuilder AGENT_POLICY=yes: the guest's agent enforces policies.
+	if err := os.MkdirAll(filepath.Join(src, "etc/kata-opa"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "etc/kata-opa/allow-all.rego"), []byte("package agent_policy\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command("sh", "-c", "find . | LC_ALL=C sort | cpio --quiet -H newc -o | gzip -9 > "+filepath.Join(initrdDir, "kata-containers-initrd.img"))
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
