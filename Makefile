@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps test demo bench vet fmt image e2e e2e-down clean kata-guest-policy
+.PHONY: all build deps tools test demo bench vet fmt image e2e e2e-down clean kata-guest-policy
 
 all: build
 
@@ -19,9 +19,15 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l . | grep -v '^third_party/')" || { gofmt -l .; echo 'gofmt: files above need formatting'; exit 1; }
 
+# promtool, helm and promql-names (Prometheus' PromQL parser) from the Go
+# module proxy, cached; built here so no test waits for them under its
+# timeout.
+tools:
+	bash hack/build-tools.sh promtool helm promql-names >/dev/null
+
 # The tests: real network namespaces, real kernel rules, real CNI chain,
-# real kube-apiserver; they need root.
-test: deps vet
+# real kube-apiserver, real promtool and helm; they need root.
+test: deps vet tools
 	$(GO) test -count=1 -timeout 40m ./...
 
 demo: deps build
