@@ -124,6 +124,17 @@ func helmTemplate(t *testing.T, set ...string) objects {
 func normalize(t *testing.T, objs objects, fromHelm bool) {
 	t.Helper()
 	for k, o := range objs {
+		// One representation of numbers (krusty says int, the YAML
+		// decoder int64): through JSON both are float64.
+		b, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o = map[string]any{}
+		if err := json.Unmarshal(b, &o); err != nil {
+			t.Fatal(err)
+		}
+		objs[k] = o
 		if strings.Contains(k, "/ConfigMap/") && strings.HasSuffix(k, "/authbridge-node-config") {
 			data := o["data"].(map[string]any)
 			cfg, err := config.ParseAgent([]byte(data["config.yaml"].(string)))
@@ -271,5 +282,55 @@ func TestHelmLint(t *testing.T) {
 			t.Errorf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 		t.Logf("helm %s:\n%s", strings.Join(args, " "), out)
+	}
+}
+
+// TestDocsValuesTable: every value docs/operations.md's Helm table names
+// exists in values.yaml, so the table cannot point at a renamed value.
+func TestDocsValuesTable(t *testing.T) {
+	b, err := os.ReadFile(chart + "/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, helmSection, _ := strings.Cut(string(doc), "### Helm\n")
+	helmSection, _, _ = strings.Cut(helmSection, "\n### ")
+	n := 0
+	for _, line := range strings.Split(helmSection, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 || !strings.Contains(cells[1], "`") {
+			continue
+		}
+		for _, f := range strings.Split(cells[1], ",") {
+			path := strings.Trim(strings.TrimSpace(f), "`")
+			path = strings.TrimSuffix(path, ".*")
+			var cur any = values
+			for _, p := range strings.Split(path, ".") {
+				m, ok := cur.(map[string]any)
+				if !ok {
+					cur = nil
+					break
+				}
+				cur, ok = m[p]
+				if !ok {
+					cur = nil
+					break
+				}
+			}
+			if cur == nil {
+				t.Errorf("docs/operations.md Helm table names %q, not in values.yaml", path)
+			}
+			n++
+		}
+	}
+	if n < 8 {
+		t.Errorf("found %d values in the Helm table of docs/operations.md", n)
 	}
 }
