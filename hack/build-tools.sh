@@ -56,7 +56,10 @@ for t in "${want[@]}"; do
     echo "build-tools: building $t (first run only, about 1 min)" >&2
     (cd "$root/hack/promql-names" && CGO_ENABLED=0 go build -mod=readonly -o "$tmp/$t" .) >&2
   else
-    echo "build-tools: building $t $(pkg "$t") (first run only, about 3 min)" >&2
+    # Measured on 2 cores shared with other builds (load ~25): promtool
+    # 10 min, helm 5 min.
+    mins=5; [[ $t == prom* ]] && mins=10
+    echo "build-tools: building $t $(pkg "$t") (first run only, about $mins min)" >&2
     GOBIN=$tmp CGO_ENABLED=0 go install "${tags[@]}" -ldflags "-s -w" "$(pkg "$t")" >&2
   fi
   mv "$tmp/$t" "$(bin "$t")"
