@@ -27,9 +27,10 @@ step control-plane-images bash "$nib/images.sh"
 step node-image bash "$nib/node.sh"
 NODE_IMAGE=$(cat "$E2E_CACHE/images/node-image")
 TOOLS_IMAGE=$(cat "$E2E_CACHE/images/tools-image")
-# A real Prometheus (module proxy, shared tools cache) for the monitoring scenario.
-step prometheus bash "$REPO_ROOT/hack/build-tools.sh" prometheus
-E2E_PROMETHEUS=$(bash "$REPO_ROOT/hack/build-tools.sh" prometheus)
+# A real Prometheus and helm (module proxy, shared tools cache) for the
+# monitoring and Helm scenarios.
+step prometheus-helm bash "$REPO_ROOT/hack/build-tools.sh" prometheus helm
+{ read -r E2E_PROMETHEUS; read -r E2E_HELM; } < <(bash "$REPO_ROOT/hack/build-tools.sh" prometheus helm)
 step test-image bash -c "bash '$here/images/build.sh' > '$E2E_CACHE/images/testbin-image'"
 
 create_cluster() {
@@ -55,6 +56,6 @@ log "cluster ready after $((SECONDS - t_start))s; kubeconfig: $KUBECONFIG"
 [[ ${E2E_SKIP_TESTS:-0} == 1 ]] && exit 0
 
 export E2E_LOGS AUTHBRIDGE_CACHE_E2E=$E2E_CACHE
-export E2E_PROMETHEUS E2E_TESTBIN_IMAGE=$(cat "$E2E_CACHE/images/testbin-image") E2E_TOOLS_IMAGE=$TOOLS_IMAGE E2E_CLUSTER=$CLUSTER_NAME E2E_REPO_ROOT=$REPO_ROOT
+export E2E_PROMETHEUS E2E_HELM E2E_TESTBIN_IMAGE=$(cat "$E2E_CACHE/images/testbin-image") E2E_TOOLS_IMAGE=$TOOLS_IMAGE E2E_CLUSTER=$CLUSTER_NAME E2E_REPO_ROOT=$REPO_ROOT
 step go-test bash -c "cd '$REPO_ROOT' && go test -tags e2e -count=1 -timeout 60m -v -run '${E2E_RUN:-.}' ./test/e2e/ 2>&1 | tee '$E2E_LOGS/go-test.log'; exit \${PIPESTATUS[0]}"
 log "make e2e done in $((SECONDS - t_start))s; timings: $E2E_TIMINGS"
