@@ -38,7 +38,7 @@ func TestHelmInstallUpgrade(t *testing.T) {
 	e.deleteAgentDS(t)
 	for _, args := range [][]string{
 		{"-n", agentNS, "delete", "configmap,serviceaccount", "-l", "app.kubernetes.io/name=authbridge-node", "--wait"},
-		{"delete", "clusterrole,clusterrolebinding", "-l", "app.kubernetes.io/name=authbridge-node", "--wait"},
+		{"delete", "clusterrole,clusterrolebinding,validatingadmissionpolicy,validatingadmissionpolicybinding", "-l", "app.kubernetes.io/name=authbridge-node", "--wait"},
 	} {
 		if out, err := e.kubectl(args...); err != nil {
 			t.Fatalf("kubectl %v: %v: %s", args, err, out)
