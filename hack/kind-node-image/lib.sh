@@ -7,6 +7,11 @@ COREDNS_VERSION=${COREDNS_VERSION:-v1.12.1} # kubeadm 1.34 CoreDNSVersion
 PAUSE_VERSION=${PAUSE_VERSION:-3.10.1}      # kubeadm 1.34 PauseVersion
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.9.1}
 CRICTL_VERSION=${CRICTL_VERSION:-v1.34.0}
+# The node's runtime: containerd 2.x built from the module proxy (the version
+# kind v0.33.0's own base image builds), as current kind images and managed
+# clusters run it; CONTAINERD=1.6 takes Debian bookworm's containerd instead.
+CONTAINERD=${CONTAINERD:-2}
+CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.3.4}
 DEBIAN_SUITE=${DEBIAN_SUITE:-bookworm}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 AUTHBRIDGE_CACHE=${AUTHBRIDGE_CACHE:-$HOME/.cache/authbridge-node}

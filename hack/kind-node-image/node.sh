@@ -10,9 +10,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 ensure_dockerd
 kube=$(bash "$REPO_ROOT/hack/build-kube.sh" kubelet kubeadm kubectl)
-bash "$here/tools.sh" crictl cni
+case $CONTAINERD in
+  2) bash "$here/tools.sh" crictl cni containerd; runtime="containerd $CONTAINERD_VERSION" ;;
+  1.6) bash "$here/tools.sh" crictl cni; runtime="containerd 1.6 (Debian $DEBIAN_SUITE)" ;;
+  *) die "CONTAINERD=$CONTAINERD: want 2 (built from the module proxy, default) or 1.6 (Debian's)" ;;
+esac
 node_tar=$(bash "$here/rootfs.sh" node)
-base_key=$( { echo "$KUBE_VERSION $CRICTL_VERSION $CNI_PLUGINS_VERSION $KIND_VERSION $PAUSE_VERSION"; basename "$node_tar"; cat "$0"; } | sha256sum | cut -c1-12)
+base_key=$( { echo "$KUBE_VERSION $CRICTL_VERSION $CNI_PLUGINS_VERSION $KIND_VERSION $PAUSE_VERSION $runtime"; basename "$node_tar"; cat "$0"; } | sha256sum | cut -c1-12)
 base_img=authbridge-e2e/node-base:$base_key
 
 build_base() {
@@ -23,7 +27,7 @@ kindsrc=$(cd "$E2E_CACHE" && mkdir -p kindmod && cd kindmod && { [[ -f go.mod ]]
   # 1. base image: rootfs + kind's base files (what images/base/Dockerfile does)
 rootfs_img=authbridge-e2e/node-rootfs:$(basename "$node_tar" .tar)
 docker image inspect "$rootfs_img" >/dev/null 2>&1 || docker import "$node_tar" "$rootfs_img" >/dev/null
-ctx=$E2E_CACHE/images/node-ctx; rm -rf "$ctx"; mkdir -p "$ctx/bin" "$ctx/cni"
+ctx=$E2E_CACHE/images/node-ctx; rm -rf "$ctx"; mkdir -p "$ctx/bin" "$ctx/cni" "$ctx/containerd"
 cp -r "$kindsrc/images/base/files" "$ctx/files"; chmod -R u+w "$ctx/files"
 # Debian's containerd 1.6 lives in /usr/bin; no fuse-overlayfs here (rootful
 # only). restrict_oom_score_adj: without CAP_SYS_RESOURCE (see runc-capfit)
@@ -35,6 +39,15 @@ grep -q "pause:$PAUSE_VERSION" "$ctx/files/etc/containerd/config.toml" && grep -
 for b in kubelet kubeadm kubectl; do cp "$kube/$b" "$ctx/bin/"; done
 cp "$E2E_BIN/crictl-$CRICTL_VERSION" "$ctx/bin/crictl"
 cp "$E2E_BIN/cni-$CNI_PLUGINS_VERSION"/* "$ctx/cni/"
+# containerd 2.x goes to /usr/local/bin, where kind's containerd.service runs
+# it from (ahead of Debian's 1.6 in /usr/bin on PATH, so the daemon finds
+# the 2.x shim); with CONTAINERD=1.6 Debian's binary is linked there.
+if [[ $CONTAINERD == 2 ]]; then
+  cp "$E2E_BIN/containerd-$CONTAINERD_VERSION"/* "$ctx/containerd/"
+  install_runtime='cp /tmp/containerd/* /usr/local/bin/ && chmod 755 /usr/local/bin/containerd /usr/local/bin/containerd-shim-runc-v2 /usr/local/bin/ctr && rm -rf /tmp/containerd'
+else
+  install_runtime='ln -sf /usr/bin/containerd /usr/local/bin/containerd && rm -rf /tmp/containerd'
+fi
 cat > "$ctx/Dockerfile" <<DOCKERFILE
 FROM $rootfs_img
 COPY files/usr/local/bin/ /usr/local/bin/
@@ -43,8 +56,10 @@ COPY files/etc/ /etc/
 COPY bin/kubelet bin/kubeadm bin/kubectl /usr/bin/
 COPY bin/crictl /usr/local/bin/crictl
 COPY cni/ /opt/cni/bin/
+COPY containerd/ /tmp/containerd/
 RUN chmod 755 /kind /kind/bin /kind/bin/* /usr/local/bin/* /usr/bin/kube* /opt/cni/bin/* \
- && ln -sf /usr/bin/containerd /usr/local/bin/containerd \
+ && $install_runtime \
+ && containerd --version \
  && rm -f /etc/systemd/system/containerd-fuse-overlayfs.service \
  && find /lib/systemd/system/sysinit.target.wants/ -name "systemd-tmpfiles-setup.service" -delete \
  && rm -f /lib/systemd/system/multi-user.target.wants/* /etc/systemd/system/*.wants/* \

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once, cached by version) every Go program the offline kind pipeline
 # needs from the Go module proxy: the kind CLI, crictl, the CNI reference
-# plugins, etcd, CoreDNS and the pause program.
-#   tools.sh [kind|crictl|cni|etcd|coredns|pause ...]   (default: all)
+# plugins, etcd, CoreDNS, the pause program and containerd 2.x.
+#   tools.sh [kind|crictl|cni|etcd|coredns|pause|containerd ...]   (default: all)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -17,8 +17,8 @@ build_cni() {
 }
 # etcd's and CoreDNS's go.mod use replace directives / are large: build them
 # from wrapper modules so `go install pkg@version` restrictions don't apply.
-wrapbuild() { # OUT MODULE VERSION PKG
-  local out=$1 mod=$2 ver=$3 pkg=$4
+wrapbuild() { # OUT MODULE VERSION PKG [TAGS [LDFLAGS]]
+  local out=$1 mod=$2 ver=$3 pkg=$4 tags=${5:-} ldx=${6:-}
   [[ -x $out ]] && return 0
   local w=$E2E_CACHE/gowrap/$(basename "$out")
   mkdir -p "$w"
@@ -29,17 +29,27 @@ wrapbuild() { # OUT MODULE VERSION PKG
     # not the usual "tools" tag: it would pull in dependencies' own tools.go
     printf '//go:build authbridge_wrap\n\npackage wrap\n\nimport _ "%s"\n' "$pkg" > tools.go
     GOFLAGS=-mod=mod go get "$mod@$ver" >build.log 2>&1 &&
-      GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$out.tmp" "$pkg" >>build.log 2>&1 &&
+      GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags "-s -w $ldx" -o "$out.tmp" "$pkg" >>build.log 2>&1 &&
       mv "$out.tmp" "$out"
   ) || die "building $pkg failed: $(tail -5 "$w/build.log")"
 }
 build_etcd() { wrapbuild "$E2E_BIN/etcd-$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3; }
 build_coredns() { wrapbuild "$E2E_BIN/coredns-$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns; }
+# containerd as kind's base image builds it (same build tags), static: the
+# daemon, the runc v2 shim and ctr; runc itself is Debian's.
+build_containerd() {
+  local p d=$E2E_BIN/containerd-$CONTAINERD_VERSION m=github.com/containerd/containerd/v2
+  mkdir -p "$d"
+  for p in cmd/containerd cmd/containerd-shim-runc-v2 cmd/ctr; do
+    wrapbuild "$d/$(basename $p)" "$m" "$CONTAINERD_VERSION" "$m/$p" "no_aufs no_zfs no_btrfs no_devmapper" \
+      "-X $m/version.Version=$CONTAINERD_VERSION -X $m/version.Package=github.com/containerd/containerd/v2"
+  done
+}
 build_pause() {
   [[ -x $E2E_BIN/pause-$PAUSE_VERSION ]] && return 0
   (cd "$REPO_ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$E2E_BIN/pause-$PAUSE_VERSION" ./hack/kind-node-image/pause)
 }
 
 exec 8>"$E2E_CACHE/tools.lock"; flock 8   # one builder at a time: shared wrapper dirs
-what=("$@"); ((${#what[@]})) || what=(kind crictl cni pause etcd coredns)
+what=("$@"); ((${#what[@]})) || what=(kind crictl cni pause etcd coredns containerd)
 for t in "${what[@]}"; do "build_$t"; done
