@@ -7,10 +7,11 @@
 //
 // Order at start, chosen so the plugin never runs without what it needs:
 // probe (the node state file exists) -> plugin kubeconfig -> plugin binary
-// -> conflist entry -> Node labels -> ready. On SIGTERM the reverse: the
-// entry is removed before the binary (unless keepEntryOnUpgrade) and the
-// capability labels are removed, because a node without the plugin can no
-// longer enforce.
+// -> conflist entry -> Node labels -> ready. On SIGTERM the plugin stays
+// (a rollout, a reboot, an eviction): only a real uninstall (Options.
+// UninstallCheck, lifecycle.go) removes the entry before the binary and the
+// capability labels, because a node without the plugin can no longer
+// enforce.
 package agent
 
 import (
@@ -118,6 +119,12 @@ type Options struct {
 	Listener net.Listener
 	// APIRetryMax caps the backoff between failed API calls (default 30s).
 	APIRetryMax time.Duration
+	// DecisionWait is how long a decision answer waits for a pod the cache
+	// has not seen (decision.DefaultWait when 0).
+	DecisionWait time.Duration
+	// UninstallCheck decides at shutdown whether this is a real uninstall
+	// (OwnerCheck in production); nil keeps the plugin installed.
+	UninstallCheck UninstallCheck
 }
 
 // Agent is one node's agent. Create it with New and call Run once.
@@ -133,6 +140,9 @@ type Agent struct {
 	desired  *nodeDesired // labels/annotation to publish
 	ready    bool
 	reported map[string]bool // pod UIDs already reported without rules
+	// excludedWarned: namespaces of excludeNamespaces found running
+	// AuthBridge pods (warned once each).
+	excludedWarned map[string]bool
 
 	nodeKick   chan struct{}
 	apiWork    chan func(context.Context)
@@ -168,20 +178,24 @@ func New(o Options) (*Agent, error) {
 		o.PodsWithoutRulesGrace = 60 * time.Second
 	}
 	a := &Agent{
-		o:          o,
-		cfg:        o.Config,
-		log:        o.Logger.With("node", o.NodeName),
-		reg:        o.Registry,
-		metrics:    metrics.NewMetrics(o.Registry),
-		reported:   map[string]bool{},
-		nodeKick:   make(chan struct{}, 1),
-		apiWork:    make(chan func(context.Context), 256),
-		nodeSynced: make(chan struct{}, 1),
+		o:              o,
+		cfg:            o.Config,
+		log:            o.Logger.With("node", o.NodeName),
+		reg:            o.Registry,
+		metrics:        metrics.NewMetrics(o.Registry),
+		reported:       map[string]bool{},
+		excludedWarned: map[string]bool{},
+		nodeKick:       make(chan struct{}, 1),
+		apiWork:        make(chan func(context.Context), 256),
+		nodeSynced:     make(chan struct{}, 1),
 	}
 	a.health = &health{}
 	w := a.cfg.Weakenings()
 	for _, s := range w {
 		a.log.Warn("configuration weakens egress enforcement", "setting", s, "see", config.SecurityModelDoc)
+	}
+	for _, d := range a.cfg.Deprecations() {
+		a.log.Warn("configuration key ignored", "reason", d)
 	}
 	// The e2e test knob is honoured by the production probe: a backend it
 	// names is reported failed, which turns auto pods cooperative. Make it
@@ -304,9 +318,10 @@ func (a *Agent) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}()
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); a.apiWorker(ctx) }()
 	go func() { defer wg.Done(); a.nodeSyncLoop(ctx) }()
+	go func() { defer wg.Done(); a.serveDecisions(ctx) }()
 }
 
 // startInstaller runs the Installer until ctx ends: installed is closed
@@ -379,16 +394,28 @@ func (a *Agent) becameReady(ctx context.Context) {
 	a.mu.Unlock()
 	a.metrics.AgentReady.Set(1)
 	a.log.Info("node agent ready")
+	go a.removeStartupTaint(ctx) // installed, probed and labelled
 	a.CheckPodsWithoutRules(ctx)
 }
 
-// shutdown uninstalls unless keepEntryOnUpgrade, then removes the
-// capability labels (a node without the plugin cannot enforce).
+// shutdown keeps the plugin installed unless UninstallCheck says this is a
+// real uninstall.
 func (a *Agent) shutdown(ctx context.Context) error {
-	if a.cfg.KeepEntryOnUpgrade {
-		a.log.Info("keepEntryOnUpgrade: leaving the plugin, its entry and the Node labels in place")
+	v := Verdict{Why: "no uninstall check configured; keeping the plugin installed"}
+	if a.o.UninstallCheck != nil {
+		v = a.o.UninstallCheck(ctx)
+	}
+	if !v.Uninstall {
+		a.log.Info("agent stopping; the authbridge-cni plugin, its entry and the Node labels stay", "why", v.Why)
 		return nil
 	}
+	a.log.Info("real uninstall: removing the authbridge-cni plugin", "why", v.Why)
+	return a.Uninstall(ctx)
+}
+
+// Uninstall removes the plugin (entry before binary, then its credential),
+// runs the extensions' uninstall and removes the capability labels.
+func (a *Agent) Uninstall(ctx context.Context) error {
 	var errs []error
 	if a.o.Installer != nil {
 		if err := a.o.Installer.Uninstall(ctx); err != nil {

@@ -9,14 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/install"
 	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
-// KubeconfigName is the plugin kubeconfig's file name in the CNI conf dir.
+// KubeconfigName is the plugin kubeconfig's file name in the CNI conf dir
+// of earlier versions (with the agent pod's token); removed at install.
 const KubeconfigName = "authbridge-cni.kubeconfig"
 
 // PluginEntry is the conflist entry for cfg: type authbridge-cni, the
@@ -24,28 +24,27 @@ const KubeconfigName = "authbridge-cni.kubeconfig"
 // the policy fields inline.
 func PluginEntry(cfg config.Agent, logFile string) (json.RawMessage, error) {
 	return json.Marshal(pluginconf.New(pluginconf.Fields{
-		Kubeconfig: filepath.Join(cfg.HostCNIConfDir, KubeconfigName),
+		Kubeconfig: filepath.Join(cfg.CredentialDir, PluginKubeconfigName),
 		LogFile:    logFile,
 		StateDir:   cfg.StateDir,
 		Policy:     cfg.Policy,
 	}))
 }
 
-// PluginInstaller is the production Installer: the plugin kubeconfig
-// (kept fresh by install.TokenRefresher), the binary, then the conflist
-// entry kept by install.Keeper.
+// PluginInstaller is the production Installer: the plugin's Node-bound
+// credential (PluginCredential), the binary, then the conflist entry kept
+// by install.Keeper.
 type PluginInstaller struct {
 	Config config.Agent
 	// SourceBinary is the plugin binary shipped in the agent image.
 	SourceBinary string
 	// PluginLogFile defaults to pluginconf.DefaultLogFile.
 	PluginLogFile string
-	// Token refresher inputs: the agent's projected token and CA, and the
-	// API server URL the plugin (on the host network) uses.
-	TokenFile, CAFile, APIServer string
-	OnReinsert                   func()
-	OnRefresh                    func()
-	Logger                       *slog.Logger
+	// Credential writes and refreshes the plugin's kubeconfig; its Path
+	// is set from Config.CredentialDir.
+	Credential *PluginCredential
+	OnReinsert func()
+	Logger     *slog.Logger
 
 	mu   sync.Mutex
 	opts install.Options
@@ -61,13 +60,14 @@ func (p *PluginInstaller) options() (install.Options, error) {
 		return install.Options{}, err
 	}
 	return install.Options{
-		ConfDir:            p.Config.CNIConfDir,
-		BinDir:             p.Config.CNIBinDir,
-		SourceBinary:       p.SourceBinary,
-		Entry:              entry,
-		IgnoreNames:        []string{KubeconfigName},
-		KeepEntryOnUpgrade: p.Config.KeepEntryOnUpgrade,
-		Logger:             p.Logger,
+		ConfDir:      p.Config.CNIConfDir,
+		BinDir:       p.Config.CNIBinDir,
+		SourceBinary: p.SourceBinary,
+		Entry:        entry,
+		IgnoreNames:  []string{KubeconfigName},
+		// Uninstall removes the credential after entry and binary.
+		KubeconfigPath: filepath.Join(p.Config.CredentialDir, PluginKubeconfigName),
+		Logger:         p.Logger,
 	}, nil
 }
 
@@ -83,17 +83,29 @@ func (p *PluginInstaller) Run(ctx context.Context, installed func()) error {
 	if _, err := os.Stat(p.SourceBinary); err != nil {
 		return fmt.Errorf("plugin binary (flag --plugin-binary): %w", err)
 	}
-	tr := &install.TokenRefresher{
-		TokenFile:      p.TokenFile,
-		CAFile:         p.CAFile,
-		Server:         p.APIServer,
-		KubeconfigPath: filepath.Join(p.Config.CNIConfDir, KubeconfigName),
-		OnRefresh:      p.OnRefresh,
-		Logger:         p.Logger,
+	cred := p.Credential
+	if cred == nil {
+		return errors.New("plugin installer: no credential configured")
 	}
-	// The kubeconfig first: the plugin needs it on its first ADD.
-	if _, _, err := tr.Refresh(time.Now()); err != nil {
-		return fmt.Errorf("write plugin kubeconfig: %w", err)
+	cred.Path = filepath.Join(p.Config.CredentialDir, PluginKubeconfigName)
+	// The credential first: the plugin needs it whenever the agent does
+	// not answer, from its first ADD on.
+	credCtx, stopCred := context.WithCancel(ctx)
+	defer stopCred()
+	credErr := make(chan error, 1)
+	written := make(chan struct{})
+	go func() { credErr <- cred.Run(credCtx, func() { close(written) }) }()
+	select {
+	case <-written:
+	case err := <-credErr:
+		if err == nil {
+			return nil // ctx ended
+		}
+		return fmt.Errorf("write the plugin's credential: %w", err)
+	}
+	// Earlier versions kept a pod-bound token in the conf dir.
+	if err := os.Remove(filepath.Join(p.Config.CNIConfDir, KubeconfigName)); err == nil {
+		p.log().Info("removed the old plugin kubeconfig from the CNI conf dir", "file", filepath.Join(p.Config.CNIConfDir, KubeconfigName))
 	}
 	if _, err := install.InstallBinary(o.SourceBinary, o.BinDir, pluginconf.PluginType); err != nil {
 		return fmt.Errorf("install plugin binary: %w", err)
@@ -103,8 +115,8 @@ func (p *PluginInstaller) Run(ctx context.Context, installed func()) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if err := tr.Run(ctx); err != nil {
-			errs <- fmt.Errorf("token refresher: %w", err)
+		if err := <-credErr; err != nil {
+			errs <- fmt.Errorf("plugin credential: %w", err)
 		}
 	}()
 	go func() {
@@ -132,7 +144,7 @@ func (p *PluginInstaller) Run(ctx context.Context, installed func()) error {
 }
 
 // Uninstall implements Installer: entry, then binary (install.Uninstall),
-// then the kubeconfig (it holds a credential).
+// then the plugin's kubeconfig (it holds a credential).
 func (p *PluginInstaller) Uninstall(ctx context.Context) error {
 	p.mu.Lock()
 	o := p.opts
@@ -146,11 +158,15 @@ func (p *PluginInstaller) Uninstall(ctx context.Context) error {
 	if err := install.Uninstall(ctx, o); err != nil {
 		return err
 	}
-	if o.KeepEntryOnUpgrade {
-		return nil
-	}
 	if err := os.Remove(filepath.Join(o.ConfDir, KubeconfigName)); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("remove plugin kubeconfig: %w", err)
+		return fmt.Errorf("remove old plugin kubeconfig: %w", err)
 	}
 	return nil
+}
+
+func (p *PluginInstaller) log() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.Default()
 }

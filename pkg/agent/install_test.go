@@ -9,17 +9,20 @@ import (
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// The production installer (pkg/install's Keeper and TokenRefresher) in a
-// temp conf dir holding kindnet's real conflist, with a real TokenRequest
-// token: kubeconfig (0600, usable), binary and entry installed; entry
-// re-inserted after the primary CNI rewrites its file; kubeconfig
-// rewritten when the token rotates; on shutdown entry, binary and
-// kubeconfig removed.
+// The production installer (pkg/install's Keeper and the Node-bound
+// PluginCredential) in a temp conf dir holding kindnet's real conflist,
+// against the real API server with the manifests' RBAC: the plugin's
+// kubeconfig (0600 in a 0700 dir outside the conf dir, a token of the
+// plugin's own ServiceAccount bound to the Node), binary and entry
+// installed; entry re-inserted after the primary CNI rewrites its file; a
+// plain stop (rollout) leaves everything; a real uninstall removes entry,
+// binary and credential.
 func TestRunWithPluginInstaller(t *testing.T) {
 	adm := admin(t)
 	ctx := context.Background()
@@ -28,8 +31,8 @@ func TestRunWithPluginInstaller(t *testing.T) {
 	createNode(t, adm, node)
 
 	dir := t.TempDir()
-	confDir, binDir, saDir := filepath.Join(dir, "net.d"), filepath.Join(dir, "bin"), filepath.Join(dir, "sa")
-	for _, d := range []string{confDir, binDir, saDir} {
+	confDir, binDir, credDir := filepath.Join(dir, "net.d"), filepath.Join(dir, "bin"), filepath.Join(dir, "var-lib-authbridge")
+	for _, d := range []string{confDir, binDir} {
 		os.MkdirAll(d, 0o755)
 	}
 	kindnet, err := os.ReadFile("../install/testdata/10-kindnet.conflist")
@@ -38,24 +41,29 @@ func TestRunWithPluginInstaller(t *testing.T) {
 	}
 	conflist := filepath.Join(confDir, "10-kindnet.conflist")
 	os.WriteFile(conflist, kindnet, 0o644)
+	// An earlier version's kubeconfig (pod-bound token) in the conf dir.
+	os.WriteFile(filepath.Join(confDir, KubeconfigName), []byte("old"), 0o600)
 	plugin := filepath.Join(dir, "authbridge-cni")
 	os.WriteFile(plugin, []byte("#!/bin/sh\necho plugin\n"), 0o755)
-	tok, err := srv.ServiceAccountToken(ctx, "authbridge-system", "authbridge-node", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(saDir, "token"), []byte(tok), 0o600)
-	os.WriteFile(filepath.Join(saDir, "ca.crt"), srv.CA, 0o644)
+	caFile := filepath.Join(dir, "ca.crt")
+	os.WriteFile(caFile, srv.CA, 0o644)
+	agentCS := agentClient(t)
 
 	cfg := testConfig(t)
-	cfg.CNIConfDir, cfg.CNIBinDir, cfg.HostCNIConfDir = confDir, binDir, confDir
-	inst := &PluginInstaller{Config: cfg, SourceBinary: plugin, PluginLogFile: filepath.Join(dir, "cni.log"),
-		TokenFile: filepath.Join(saDir, "token"), CAFile: filepath.Join(saDir, "ca.crt"), APIServer: srv.URL}
-	h := newAgent(t, adm, node, cfg, func(o *Options) { o.Installer = inst })
-	inst.OnReinsert = h.a.Metrics().ConflistReinsertions.Inc
-	inst.OnRefresh = h.a.Metrics().TokenRefreshes.Inc
-	h.start(t)
-	h.waitReady(t)
+	cfg.CNIConfDir, cfg.CNIBinDir, cfg.HostCNIConfDir, cfg.CredentialDir = confDir, binDir, confDir, credDir
+	start := func(uninstall bool) *harness {
+		inst := &PluginInstaller{Config: cfg, SourceBinary: plugin, PluginLogFile: filepath.Join(dir, "cni.log"),
+			Credential: &PluginCredential{Client: agentCS, Namespace: "authbridge-system", NodeName: node, Server: srv.URL, CAFile: caFile}}
+		h := newAgent(t, agentCS, node, cfg, func(o *Options) {
+			o.Installer = inst
+			o.UninstallCheck = func(context.Context) Verdict { return Verdict{Uninstall: uninstall, Why: "test"} }
+		})
+		inst.OnReinsert = h.a.Metrics().ConflistReinsertions.Inc
+		h.start(t)
+		h.waitReady(t)
+		return h
+	}
+	h := start(false)
 
 	// Entry: last, type authbridge-cni, host paths, policy inline.
 	var cl struct {
@@ -66,25 +74,37 @@ func TestRunWithPluginInstaller(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := cl.Plugins[len(cl.Plugins)-1]
-	kc := filepath.Join(confDir, KubeconfigName)
+	kc := filepath.Join(credDir, PluginKubeconfigName)
 	if last["type"] != "authbridge-cni" || last["kubeconfig"] != kc || last["stateDir"] != cfg.StateDir || last["defaultMode"] != "enforce-redirect" || last["logFile"] != filepath.Join(dir, "cni.log") {
 		t.Fatalf("entry: %v", last)
 	}
 	if fi, err := os.Stat(filepath.Join(binDir, "authbridge-cni")); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Fatalf("binary: %v %v", fi, err)
 	}
+	// The credential: 0600 in a 0700 dir, not in the conf dir; the old
+	// conf-dir kubeconfig is gone.
 	fi, err := os.Stat(kc)
 	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("kubeconfig: %v %v", fi, err)
+		t.Fatalf("plugin kubeconfig: %v %v", fi, err)
 	}
-	// The kubeconfig the plugin will use works against the API server.
+	if di, err := os.Stat(credDir); err != nil || di.Mode().Perm() != 0o700 {
+		t.Fatalf("credential dir: %v %v", di, err)
+	}
+	if _, err := os.Stat(filepath.Join(confDir, KubeconfigName)); !os.IsNotExist(err) {
+		t.Fatalf("old kubeconfig still in the conf dir: %v", err)
+	}
+	// The plugin's credential is its own identity with its own RBAC.
 	rc, err := clientcmd.BuildConfigFromFlags("", kc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pc, _ := kubernetes.NewForConfig(rc)
-	if _, err := pc.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err != nil {
-		t.Fatalf("plugin kubeconfig: %v", err)
+	rev, err := pc.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := rev.Status.UserInfo; u.Username != "system:serviceaccount:authbridge-system:"+PluginServiceAccount || len(u.Extra["authentication.kubernetes.io/node-name"]) != 1 || u.Extra["authentication.kubernetes.io/node-name"][0] != node {
+		t.Fatalf("plugin identity = %+v; want the %s ServiceAccount bound to Node %s", u, PluginServiceAccount, node)
 	}
 
 	// The primary CNI rewrites its file without our entry.
@@ -93,17 +113,23 @@ func TestRunWithPluginInstaller(t *testing.T) {
 		b, _ := os.ReadFile(conflist)
 		return strings.Contains(string(b), "authbridge-cni") && h.scrape(t)["authbridge_conflist_reinsertions_total"] >= 1, "re-insertion"
 	})
-	// The kubelet rotates the token.
-	tok2, err := srv.ServiceAccountToken(ctx, "authbridge-system", "authbridge-node", 2*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(saDir, "token"), []byte(tok2), 0o600)
-	waitFor(t, 10*time.Second, func() (bool, string) {
-		b, _ := os.ReadFile(kc)
-		return strings.Contains(string(b), tok2) && h.scrape(t)["authbridge_token_refreshes_total"] == 1, "token refresh"
-	})
 
+	// A stop that is not an uninstall (rollout, reboot) leaves it all.
+	if err := h.stop(t); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	b, _ = os.ReadFile(conflist)
+	if !strings.Contains(string(b), "authbridge-cni") {
+		t.Errorf("entry removed by a plain agent stop: %s", b)
+	}
+	for _, p := range []string{filepath.Join(binDir, "authbridge-cni"), kc} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s removed by a plain agent stop: %v", p, err)
+		}
+	}
+
+	// A real uninstall removes entry, binary, credential.
+	h = start(true)
 	if err := h.stop(t); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
@@ -116,4 +142,19 @@ func TestRunWithPluginInstaller(t *testing.T) {
 			t.Errorf("%s left after uninstall: %v", p, err)
 		}
 	}
+}
+
+// agentClient is a client with a TokenRequest token of the agent's
+// ServiceAccount (applyRBAC(t, cs, "base") first): RBAC as in production.
+func agentClient(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	tok, err := srv.ServiceAccountToken(context.Background(), "authbridge-system", "authbridge-node", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(srv.TokenConfig(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
@@ -149,11 +151,23 @@ func (a *Agent) SyncNode(ctx context.Context, best string, st nodestate.State, f
 
 // removeNodeLabels deletes the capability labels (on uninstall).
 func (a *Agent) removeNodeLabels(ctx context.Context) error {
-	patch := []byte(`{"metadata":{"labels":{"` + LabelEgressRedirect + `":null,"` + LabelEgressRedirectCapable + `":null}}}`)
-	if _, err := a.o.Client.CoreV1().Nodes().Patch(ctx, a.o.NodeName, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: EventComponent}); err != nil {
-		return fmt.Errorf("remove capability labels from node %s: %w", a.o.NodeName, err)
+	if err := RemoveNodeLabels(ctx, a.o.Client, a.o.NodeName); err != nil {
+		return err
 	}
 	a.log.Info("capability labels removed from the Node")
+	return nil
+}
+
+// RemoveNodeLabels deletes the capability labels from node (a node
+// without the plugin cannot enforce).
+func RemoveNodeLabels(ctx context.Context, client kubernetes.Interface, node string) error {
+	if node == "" {
+		return errors.New("node name is empty: set NODE_NAME or --node-name")
+	}
+	patch := []byte(`{"metadata":{"labels":{"` + LabelEgressRedirect + `":null,"` + LabelEgressRedirectCapable + `":null}}}`)
+	if _, err := client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: EventComponent}); err != nil {
+		return fmt.Errorf("remove capability labels from node %s: %w", node, err)
+	}
 	return nil
 }
 

@@ -46,6 +46,7 @@ func TestCapabilityLabelsEventsAndStateFile(t *testing.T) {
 	cfg := testConfig(t)
 	h := newAgent(t, cs, node, cfg, func(o *Options) {
 		o.KubeletConfigPath, o.ResolvConfPath = kubelet, resolv
+		o.UninstallCheck = func(context.Context) Verdict { return Verdict{Uninstall: true, Why: "test: real uninstall"} }
 	})
 	h.probe.set("nftables", "iptables-nft")
 	h.start(t)
@@ -121,7 +122,7 @@ func TestCapabilityLabelsEventsAndStateFile(t *testing.T) {
 		t.Fatalf("want 3 capability events (set, lost, regained), got %d", n)
 	}
 
-	// Shutdown (keepEntryOnUpgrade false): labels it set are removed.
+	// Shutdown on a real uninstall: labels it set are removed.
 	if err := h.stop(t); err != nil {
 		t.Fatalf("agent Run: %v", err)
 	}
@@ -182,7 +183,10 @@ func TestReadiness(t *testing.T) {
 	node := "node-ready"
 	createNode(t, cs, node)
 	gi := &gatedInstaller{release: make(chan struct{}), uninstalled: make(chan struct{})}
-	h := newAgent(t, cs, node, testConfig(t), func(o *Options) { o.Installer = gi })
+	h := newAgent(t, cs, node, testConfig(t), func(o *Options) {
+		o.Installer = gi
+		o.UninstallCheck = func(context.Context) Verdict { return Verdict{Uninstall: true, Why: "test: real uninstall"} }
+	})
 	h.start(t)
 	get := func(path string) (int, string) {
 		resp, err := http.Get(h.url + path)

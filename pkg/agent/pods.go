@@ -92,6 +92,12 @@ func (a *Agent) PodsWithoutRules(ctx context.Context, now time.Time) ([]corev1.P
 			!hasSidecar(p, a.cfg.SidecarContainerNames):
 			continue
 		}
+		if a.cfg.IsExcludedNamespace(p.Namespace) {
+			// Passed through by design (excludeNamespaces): not a pod that
+			// lost its rules, but a weakening the admin must know about.
+			a.warnExcludedAuthBridgePod(p)
+			continue
+		}
 		if _, ok := byUID[string(p.UID)]; ok {
 			continue
 		}
@@ -201,4 +207,20 @@ func (a *Agent) UpdatePodsGauge() {
 		return
 	}
 	a.metrics.SetPodsPerMode(counts)
+}
+
+// warnExcludedAuthBridgePod: excludeNamespaces names a namespace that runs
+// AuthBridge pods, which therefore get no rules. Logged at WARN once per
+// namespace and counted as the weakening excludeNamespaces in
+// authbridge_config_weakenings.
+func (a *Agent) warnExcludedAuthBridgePod(p *corev1.Pod) {
+	a.mu.Lock()
+	seen := a.excludedWarned[p.Namespace]
+	a.excludedWarned[p.Namespace] = true
+	a.mu.Unlock()
+	a.metrics.ConfigWeakenings.WithLabelValues("excludeNamespaces").Set(1)
+	if !seen {
+		a.log.Warn("configuration weakens egress enforcement: excludeNamespaces names a namespace with AuthBridge pods, which start without redirect rules",
+			"setting", "excludeNamespaces", "namespace", p.Namespace, "pod", p.Name, "see", "docs/operations.md")
+	}
 }

@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -14,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -53,6 +56,14 @@ func applyRBAC(t *testing.T, cs kubernetes.Interface, dir string) {
 			var o rbacv1.ClusterRoleBinding
 			mustDecode(t, b, &o)
 			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
+		case "Role":
+			var o rbacv1.Role
+			mustDecode(t, b, &o)
+			_, err = cs.RbacV1().Roles(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
+		case "RoleBinding":
+			var o rbacv1.RoleBinding
+			mustDecode(t, b, &o)
+			_, err = cs.RbacV1().RoleBindings(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
 		default:
 			continue
 		}
@@ -119,13 +130,52 @@ func TestRBACFromManifests(t *testing.T) {
 	if _, err := h.a.PodsWithoutRules(ctx, time.Now()); err != nil {
 		t.Fatalf("restricted agent cannot list pods on its node: %v", err)
 	}
-	// What the plugin does with the same token: get the pod, get the
-	// namespace's ConfigMap.
-	if _, err := sa.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{}); err != nil {
-		t.Errorf("get pod: %v", err)
+	// The agent's decision cache: watch pods on its node, watch the
+	// runtime ConfigMaps by name; its shutdown check and the plugin's
+	// token.
+	if _, err := sa.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node}); err != nil {
+		t.Errorf("watch pods on its node: %v", err)
 	}
-	if _, err := sa.CoreV1().ConfigMaps(ns).Get(ctx, "authbridge-runtime-config", metav1.GetOptions{}); err != nil {
-		t.Errorf("get configmap: %v", err)
+	if _, err := sa.CoreV1().ConfigMaps("").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=authbridge-runtime-config"}); err != nil {
+		t.Errorf("watch runtime ConfigMaps: %v", err)
+	}
+	if _, err := sa.AppsV1().DaemonSets("authbridge-system").Get(ctx, "authbridge-node", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("get its DaemonSet: want NotFound (allowed, none here), got %v", err)
+	}
+	nodeObj, err := adm.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred := &PluginCredential{Client: sa, Namespace: "authbridge-system", NodeName: node, Server: srv.URL,
+		CAFile: writeTemp(t, srv.CA), Path: filepath.Join(t.TempDir(), "cred", PluginKubeconfigName)}
+	if _, err := cred.Refresh(ctx); err != nil {
+		t.Fatalf("the agent cannot request the plugin's Node-bound token: %v", err)
+	}
+	if cred.UnboundFallback {
+		t.Fatal("v1.34 API server refused the Node binding")
+	}
+	plugin := clientFromKubeconfig(t, cred.Path)
+	// What the plugin does with its own token: get the pod, get the
+	// namespace's ConfigMap; nothing else.
+	if _, err := plugin.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("plugin: get pod: %v", err)
+	}
+	if _, err := plugin.CoreV1().ConfigMaps(ns).Get(ctx, "authbridge-runtime-config", metav1.GetOptions{}); err != nil {
+		t.Errorf("plugin: get configmap: %v", err)
+	}
+	pluginForbidden := map[string]error{}
+	_, pluginForbidden["list pods"] = plugin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	_, pluginForbidden["watch pods"] = plugin.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
+	_, pluginForbidden["get another configmap"] = plugin.CoreV1().ConfigMaps(ns).Get(ctx, "other", metav1.GetOptions{})
+	_, pluginForbidden["get secrets"] = plugin.CoreV1().Secrets(ns).Get(ctx, "x", metav1.GetOptions{})
+	_, pluginForbidden["get nodes"] = plugin.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	_, pluginForbidden["patch nodes"] = plugin.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
+	_, pluginForbidden["create events"] = plugin.CoreV1().Events(ns).Create(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
+	_, pluginForbidden["create tokens"] = plugin.CoreV1().ServiceAccounts("authbridge-system").CreateToken(ctx, PluginServiceAccount, &authv1.TokenRequest{}, metav1.CreateOptions{})
+	for what, err := range pluginForbidden {
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("plugin: %s: want Forbidden, got %v", what, err)
+		}
 	}
 
 	// And no more.
@@ -146,8 +196,10 @@ func TestRBACFromManifests(t *testing.T) {
 	_, forbidden["list configmaps cluster-wide"] = sa.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{})
 	_, forbidden["list configmaps in a namespace"] = sa.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
 	_, forbidden["get another configmap"] = sa.CoreV1().ConfigMaps(ns).Get(ctx, "other", metav1.GetOptions{})
-	_, forbidden["watch configmaps"] = sa.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=authbridge-runtime-config"})
-	_, forbidden["watch pods"] = sa.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{})
+	_, forbidden["watch all configmaps"] = sa.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{})
+	_, forbidden["token of another ServiceAccount"] = sa.CoreV1().ServiceAccounts("authbridge-system").CreateToken(ctx, "authbridge-node", &authv1.TokenRequest{}, metav1.CreateOptions{})
+	_, forbidden["get daemonsets elsewhere"] = sa.AppsV1().DaemonSets("kube-system").Get(ctx, "kube-proxy", metav1.GetOptions{})
+	_, forbidden["update nodes (taints go by patch)"] = sa.CoreV1().Nodes().Update(ctx, nodeObj, metav1.UpdateOptions{})
 	_, forbidden["patch events"] = sa.CoreV1().Events(ns).Patch(ctx, "x", types.MergePatchType, []byte(`{"message":"x"}`), metav1.PatchOptions{})
 	_, forbidden["create events.k8s.io events"] = sa.EventsV1().Events(ns).Create(ctx, &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
 	_, forbidden["create clusterrolebindings"] = sa.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "evil"}, RoleRef: rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"}}, metav1.CreateOptions{})
@@ -167,4 +219,26 @@ func TestRBACFromManifests(t *testing.T) {
 	if _, err := sa.CoreV1().Pods(ns).Patch(ctx, pod.Name, types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("with repair component: patch pod: want Forbidden, got %v", err)
 	}
+}
+
+func writeTemp(t *testing.T, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func clientFromKubeconfig(t *testing.T, path string) kubernetes.Interface {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -407,7 +408,7 @@ func TestModes(t *testing.T) {
 	})
 }
 
-func createConfigMap(t *testing.T, namespace, doc string) {
+func createConfigMap(t testing.TB, namespace, doc string) {
 	t.Helper()
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: config.NamespaceConfigMap}, Data: map[string]string{config.NamespaceConfigMapKey: doc}}
 	_, err := admin.CoreV1().ConfigMaps(namespace).Create(context.Background(), cm, metav1.CreateOptions{})
@@ -416,29 +417,56 @@ func createConfigMap(t *testing.T, namespace, doc string) {
 	}
 }
 
+// TestStatus runs libcni's STATUS (CNI 1.1.0) on the real chain: it fails
+// only when the plugin itself cannot work, never because the agent has not
+// probed or no backend works (a failing STATUS makes the node NotReady).
 func TestStatus(t *testing.T) {
 	fams := []redirect.Family{redirect.IPv4}
-	status := func(e *env) error {
+	status := func(e *env, ab map[string]any) error {
 		_, err := e.inHost(func() (any, error) {
-			return nil, e.cni.GetStatusNetworkList(context.Background(), e.conflist("abnet", fams, e.abConf(nil)))
+			return nil, e.cni.GetStatusNetworkList(context.Background(), e.conflist("abnet", fams, ab))
 		})
 		return err
 	}
-	if err := status(newEnv(t, envOpts{})); err != nil {
+	e := newEnv(t, envOpts{})
+	if err := status(e, e.abConf(nil)); err != nil {
 		t.Fatalf("STATUS on this node: %v", err)
 	}
-	var te *types.Error
-	err := status(newEnv(t, envOpts{state: &nodestate.State{Results: []nodestate.BackendResult{
+	e = newEnv(t, envOpts{state: &nodestate.State{Results: []nodestate.BackendResult{
 		{Backend: redirect.BackendNFTables, Error: "boom"},
 		{Backend: redirect.BackendIPTablesNFT, Error: "boom"},
 		{Backend: redirect.BackendIPTablesLegacy, Error: "boom"},
-	}}}))
-	if !errors.As(err, &te) || te.Code != types.ErrPluginNotAvailable || !strings.Contains(te.Msg, "no redirect backend works") {
-		t.Fatalf("STATUS with no working backend = %#v; want code 50", err)
+	}}})
+	if err := status(e, e.abConf(nil)); err != nil {
+		t.Fatalf("STATUS with no working backend = %v; want success (the capability labels and a fail-closed ADD handle it)", err)
 	}
-	err = status(newEnv(t, envOpts{noState: true}))
-	if !errors.As(err, &te) || te.Code != types.ErrPluginNotAvailable || !strings.Contains(te.Msg, "has not probed") {
-		t.Fatalf("STATUS without node state = %#v; want code 50", err)
+	e = newEnv(t, envOpts{noState: true})
+	if err := status(e, e.abConf(nil)); err != nil {
+		t.Fatalf("STATUS before the agent has probed = %v; want success", err)
+	}
+	// After a reboot the tmpfs state dir is gone altogether.
+	if err := os.RemoveAll(e.stateDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := status(e, e.abConf(nil)); err != nil {
+		t.Fatalf("STATUS with no state dir at all = %v; want success (it is created)", err)
+	}
+
+	var te *types.Error
+	// A state dir that is a file: no container record can be written.
+	e = newEnv(t, envOpts{noState: true})
+	blocked := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(blocked, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := status(e, e.abConf(map[string]any{"stateDir": blocked}))
+	if !errors.As(err, &te) || te.Code != types.ErrPluginNotAvailable || !strings.Contains(te.Msg, "is not a directory") {
+		t.Fatalf("STATUS with a file as stateDir = %#v; want code 50 naming the state dir", err)
+	}
+	// An invalid config: the plugin cannot work for any pod.
+	err = status(e, e.abConf(map[string]any{"proxyUID": 0}))
+	if !errors.As(err, &te) || !strings.Contains(te.Msg, "proxyUID") {
+		t.Fatalf("STATUS with an invalid config = %#v; want an error naming proxyUID", err)
 	}
 }
 

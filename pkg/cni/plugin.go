@@ -9,10 +9,13 @@
 // pkg/config inline. Parsing is strict: unknown fields are errors.
 //
 // ADD: a container without K8S_POD_NAMESPACE/K8S_POD_NAME in CNI_ARGS is not
-// a Kubernetes pod and passes through untouched. Otherwise the pod and its
-// namespace's ConfigMap are read from the API server (5 s bound; an
-// unreachable server fails the ADD, never a silent "none") and
-// podinfo.Decide picks the mode. enforce-redirect reads the node state the
+// a Kubernetes pod and passes through untouched, and so does a pod of
+// excludeNamespaces (no API request, no agent). Otherwise the pod and its
+// namespace's ConfigMap come from the node agent over the decision socket
+// (its informer cache, lookup.go), or, when the agent does not answer,
+// from the API server with the plugin's own Node-bound credential
+// (transient errors retried within a bounded budget; an unreachable server
+// fails the ADD, never a silent "none"), and podinfo.Decide picks the mode. enforce-redirect reads the node state the
 // agent wrote (stateDir/node-state.json), takes the working backends in the
 // policy's order, programs IPv4 and, unless IPv6 is disabled in the pod's
 // netns, IPv6 too (whatever prevResult's IPs are: a v4-only pod still has an
@@ -30,8 +33,9 @@
 // logged at WARN, not errors) so a conflist entry written by a newer or older
 // agent never leaves pods stuck Terminating; malformed JSON is still an
 // error (the runtime retries). STATUS fails with code 50
-// (ErrPluginNotAvailable) when the node state is missing or no backend
-// works. GC removes records of containers not in cni.dev/valid-attachments.
+// (ErrPluginNotAvailable) only when the plugin itself cannot work (the
+// state dir is unusable); a missing node state or no working backend is
+// not a STATUS failure (a NotReady node evicts every pod). GC removes records of containers not in cni.dev/valid-attachments.
 //
 // Each invocation logs one JSON line to logFile and sends a
 // pluginevents.Event to stateDir/plugin-events.sock (best effort).
@@ -56,14 +60,18 @@ import (
 	"gopkg.in/natefinch/lumberjack.v2"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/containerstate"
+	"github.com/kagenti/authbridge-node/pkg/decision"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
 	"github.com/kagenti/authbridge-node/pkg/podinfo"
 	"github.com/kagenti/authbridge-node/pkg/podmode"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
+
+// DefaultDecisionBudget bounds how long one ADD spends getting the pod and
+// its namespace config (agent answer, then API reads with retries).
+const DefaultDecisionBudget = 12 * time.Second
 
 // SupportedVersions are the CNI spec versions the plugin speaks.
 var SupportedVersions = []string{"0.4.0", "1.0.0", "1.1.0"}
@@ -74,8 +82,14 @@ type Plugin struct {
 	NewSource func(*Conf) (podinfo.Source, error)
 	// NewBackend returns a redirect backend by name.
 	NewBackend func(name string) (redirect.Backend, error)
-	// APITimeout bounds all API reads of one ADD.
+	// APITimeout bounds the decision inputs of one ADD: the agent's answer
+	// and, when it does not answer, all API reads with their retries.
 	APITimeout time.Duration
+	// QueryAgent asks the node agent (decision.Query); nil goes straight
+	// to the API.
+	QueryAgent func(ctx context.Context, socketPath string, req decision.Request) (decision.Response, error)
+	// AgentTimeout bounds QueryAgent (default DefaultAgentTimeout).
+	AgentTimeout time.Duration
 }
 
 // Default returns the plugin with client-go and the real backends.
@@ -88,7 +102,8 @@ func Default() *Plugin {
 			return podinfo.NewKubeSource(c.Kubeconfig, podinfo.DefaultTimeout)
 		},
 		NewBackend: redirect.New,
-		APITimeout: podinfo.DefaultTimeout,
+		APITimeout: DefaultDecisionBudget,
+		QueryAgent: decision.Query,
 	}
 }
 
@@ -234,8 +249,14 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 		return passThrough()
 	}
 	r.namespace, r.pod = string(k8s.K8S_POD_NAMESPACE), string(k8s.K8S_POD_NAME)
+	if conf.Policy.IsExcludedNamespace(r.namespace) {
+		// No API request, no agent round trip, no node state: the node's
+		// own infrastructure starts whatever else is down.
+		r.mode, r.reason = podmode.Skip, podmode.ReasonExcludedNamespace
+		return passThrough()
+	}
 
-	dec, err := p.decide(args, conf, k8s, r)
+	dec, err := p.decide(args, conf, log, k8s, r)
 	if err != nil {
 		return err
 	}
@@ -266,8 +287,8 @@ func parsePrevResult(conf *Conf) error {
 	return nil
 }
 
-// decision is what ADD decided for a pod, with what enforcing it needs.
-type decision struct {
+// podDecision is what ADD decided for a pod, with what enforcing it needs.
+type podDecision struct {
 	podinfo.Decision
 	pod   *corev1.Pod
 	state *nodestate.State // nil when the node state is unreadable
@@ -275,29 +296,21 @@ type decision struct {
 
 // decide reads the pod, its namespace's config and the node state, and
 // picks the mode (podinfo.Decide). Nothing in the netns is touched.
-func (p *Plugin) decide(args *skel.CmdArgs, conf *Conf, k8s K8sArgs, r *record) (decision, error) {
+func (p *Plugin) decide(args *skel.CmdArgs, conf *Conf, log *slog.Logger, k8s K8sArgs, r *record) (podDecision, error) {
 	netns, err := ns.GetNS(args.Netns)
 	if err != nil {
-		return decision{}, types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("authbridge-cni: network namespace %q of pod %s/%s: %v", args.Netns, r.namespace, r.pod, err), "the runtime passed a netns that does not exist (CNI_NETNS)")
+		return podDecision{}, types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("authbridge-cni: network namespace %q of pod %s/%s: %v", args.Netns, r.namespace, r.pod, err), "the runtime passed a netns that does not exist (CNI_NETNS)")
 	}
 	netns.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), p.APITimeout)
 	defer cancel()
-	src, err := p.NewSource(conf)
+	pod, nsCfg, err := p.lookup(ctx, conf, log, r.namespace, r.pod, string(k8s.K8S_POD_UID))
 	if err != nil {
-		return decision{}, err
-	}
-	pod, err := src.GetPod(ctx, r.namespace, r.pod)
-	if err != nil {
-		return decision{}, err
+		return podDecision{}, err
 	}
 	if uid := string(k8s.K8S_POD_UID); uid != "" && string(pod.UID) != uid {
-		return decision{}, fmt.Errorf("pod %s/%s in the API server has UID %s but the runtime is creating UID %s (the pod was deleted and recreated); the runtime will retry", r.namespace, r.pod, pod.UID, uid)
-	}
-	nsCfg, err := src.GetNamespaceConfig(ctx, r.namespace)
-	if err != nil {
-		return decision{}, err
+		return podDecision{}, fmt.Errorf("pod %s/%s in the API server has UID %s but the runtime is creating UID %s (the pod was deleted and recreated); the runtime will retry", r.namespace, r.pod, pod.UID, uid)
 	}
 	var state *nodestate.State
 	st, stErr := nodestate.Read(filepath.Join(conf.StateDir, nodestate.FileName))
@@ -307,17 +320,17 @@ func (p *Plugin) decide(args *skel.CmdArgs, conf *Conf, k8s K8sArgs, r *record) 
 	d, err := podinfo.Decide(pod, nsCfg, conf.Policy, state)
 	if err != nil {
 		if errors.Is(err, podinfo.ErrNoNodeState) && stErr != nil {
-			return decision{}, fmt.Errorf("%w: %v", err, stErr)
+			return podDecision{}, fmt.Errorf("%w: %v", err, stErr)
 		}
-		return decision{}, err
+		return podDecision{}, err
 	}
-	return decision{Decision: d, pod: pod, state: state}, nil
+	return podDecision{Decision: d, pod: pod, state: state}, nil
 }
 
 // enforce derives the pod's rules (resolvers, IP families), programs and
 // verifies them in its netns with the first working backend, and records
 // them in cs; any failure leaves no rules behind (fail closed).
-func (p *Plugin) enforce(args *skel.CmdArgs, conf *Conf, dec decision, r *record, cs *containerstate.Record) error {
+func (p *Plugin) enforce(args *skel.CmdArgs, conf *Conf, dec podDecision, r *record, cs *containerstate.Record) error {
 	resolvers, err := podinfo.Resolvers(dec.pod, conf.Policy, dec.state)
 	if err != nil {
 		return err
@@ -494,6 +507,9 @@ func (p *Plugin) Check(args *skel.CmdArgs) (err error) {
 		return nil
 	}
 	r.namespace, r.pod = string(k8s.K8S_POD_NAMESPACE), string(k8s.K8S_POD_NAME)
+	if conf.Policy.IsExcludedNamespace(r.namespace) {
+		return nil // ADD passed it through without a record
+	}
 	cs, err := containerstate.Read(conf.StateDir, args.ContainerID)
 	if err != nil {
 		return err
@@ -521,7 +537,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) (err error) {
 	return nil
 }
 
-// Status implements CNI STATUS: ready only when a backend works here.
+// Status implements CNI STATUS (see status.go for when it fails).
 func (p *Plugin) Status(args *skel.CmdArgs) (err error) {
 	conf, log, closeLog, r, err := begin(pluginevents.OpStatus, args)
 	defer closeLog()
@@ -529,23 +545,7 @@ func (p *Plugin) Status(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	defer func() { r.err = err; p.finish(conf, log, r) }()
-	st, err := nodestate.Read(filepath.Join(conf.StateDir, nodestate.FileName))
-	if err != nil {
-		return types.NewError(types.ErrPluginNotAvailable, "authbridge-cni not ready: "+err.Error(), "start the authbridge node agent on this node; it probes the redirect backends and writes the node state")
-	}
-	working := st.Working(conf.Policy.Backends)
-	if len(working) == 0 {
-		if conf.Policy.AllowCooperative && conf.Policy.DefaultMode != config.ModeEnforceRedirect {
-			// Pods can still start cooperatively by default; say so, but the
-			// node is not capable of enforcement.
-			log.Warn("no redirect backend works; only cooperative pods can start", "probe", podinfo.ProbeSummary(st, conf.Policy.Backends))
-		}
-		return types.NewError(types.ErrPluginNotAvailable,
-			"authbridge-cni not ready: no redirect backend works on this node: "+podinfo.ProbeSummary(st, conf.Policy.Backends),
-			"fix the node's netfilter support (nftables or iptables) or the backends list in the node agent config")
-	}
-	r.backend = working[0]
-	return nil
+	return p.status(conf, log, r)
 }
 
 // GC implements CNI GC: records of containers not in

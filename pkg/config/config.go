@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kagenti/authbridge-node/pkg/redirect"
@@ -94,6 +95,26 @@ type Policy struct {
 	// pod-named server goes direct (unproxied), so whoever writes the pod
 	// spec must not pick it freely. Empty by default.
 	AllowedPodNameservers []string `json:"allowedPodNameservers,omitempty"`
+	// ExcludeNamespaces are namespaces whose pods the plugin passes
+	// through untouched, with no API request and no agent round trip: the
+	// node's own infrastructure (CoreDNS, the CNI itself) must start even
+	// while the API server or the agent is away. nil means the default
+	// [kube-system]; an explicit [] excludes nothing (hence no omitempty:
+	// the agent writes the defaulted list into the conflist entry).
+	ExcludeNamespaces []string `json:"excludeNamespaces"`
+}
+
+// DefaultExcludeNamespaces is excludeNamespaces when the key is not set.
+var DefaultExcludeNamespaces = []string{"kube-system"}
+
+// IsExcludedNamespace reports whether pods of ns are passed through.
+func (p Policy) IsExcludedNamespace(ns string) bool {
+	for _, n := range p.ExcludeNamespaces {
+		if n == ns {
+			return true
+		}
+	}
+	return false
 }
 
 // DefaultSidecarContainerName is the AuthBridge sidecar's container name.
@@ -145,6 +166,9 @@ func (p Policy) WithDefaults() Policy {
 	if p.MarkMask == 0 {
 		p.MarkMask = redirect.DefaultMarkMask
 	}
+	if p.ExcludeNamespaces == nil {
+		p.ExcludeNamespaces = append([]string(nil), DefaultExcludeNamespaces...)
+	}
 	return p
 }
 
@@ -183,6 +207,11 @@ func (p Policy) Validate() error {
 	for _, n := range p.SidecarContainerNames {
 		if n == "" {
 			return fmt.Errorf("field sidecarContainerNames: empty name; list the sidecar's container names (default %q)", DefaultSidecarContainerName)
+		}
+	}
+	for _, n := range p.ExcludeNamespaces {
+		if errs := validation.IsDNS1123Label(n); len(errs) > 0 {
+			return fmt.Errorf("field excludeNamespaces: %q is not a namespace name: %s", n, strings.Join(errs, "; "))
 		}
 	}
 	for _, c := range p.ExcludeOutboundCIDRs {
@@ -261,16 +290,33 @@ type Agent struct {
 	HostCNIConfDir string `json:"hostCNIConfDir,omitempty"`
 	// StateDir holds the node state file and the plugin events socket.
 	StateDir string `json:"stateDir,omitempty"`
+	// CredentialDir holds the plugin's kubeconfig (a Node-bound token),
+	// outside the CNI conf dir; the same path in the agent and on the host.
+	CredentialDir string `json:"credentialDir,omitempty"`
 	// ProbeInterval is how often the capability probe reruns (e.g. "5m").
 	ProbeInterval Duration `json:"probeInterval,omitempty"`
-	// KeepEntryOnUpgrade leaves the conflist entry in place on SIGTERM.
-	KeepEntryOnUpgrade bool `json:"keepEntryOnUpgrade,omitempty"`
+	// RemovedKeepEntryOnUpgrade is the removed keepEntryOnUpgrade key. The
+	// agent now never uninstalls on SIGTERM unless its DaemonSet is gone or
+	// no longer selects the node, so the key has no effect; it is still
+	// parsed (and logged at WARN by the agent, see Deprecations) so an old
+	// ConfigMap does not stop a rollout at its first node.
+	RemovedKeepEntryOnUpgrade *bool `json:"keepEntryOnUpgrade,omitempty"`
 	// RepairPods deletes pods that started without rules (off by default).
 	RepairPods bool `json:"repairPods,omitempty"`
 	// MetricsAddr is the listen address for /metrics, /healthz, /readyz.
 	MetricsAddr string `json:"metricsAddr,omitempty"`
 	// LogLevel: debug, info, warn, error.
 	LogLevel string `json:"logLevel,omitempty"`
+}
+
+// Deprecations lists keys that are accepted but have no effect, with the
+// reason, for a WARN log at start.
+func (a Agent) Deprecations() []string {
+	var d []string
+	if a.RemovedKeepEntryOnUpgrade != nil {
+		d = append(d, "keepEntryOnUpgrade is removed and ignored: the agent keeps the plugin installed across restarts and upgrades and uninstalls only when its DaemonSet is deleted or no longer selects the node (or on node-agent uninstall); remove the key (see docs/operations.md, Upgrade)")
+	}
+	return d
 }
 
 // Duration is a time.Duration written as "5m" in YAML/JSON.
@@ -300,6 +346,7 @@ const (
 	DefaultCNIConfDir    = "/host/etc/cni/net.d"
 	DefaultHostConfDir   = "/etc/cni/net.d"
 	DefaultStateDir      = "/var/run/authbridge"
+	DefaultCredentialDir = "/var/lib/authbridge"
 	DefaultProbeInterval = 5 * time.Minute
 	DefaultMetricsAddr   = ":9860"
 )
@@ -318,6 +365,9 @@ func (a Agent) WithDefaults() Agent {
 	}
 	if a.StateDir == "" {
 		a.StateDir = DefaultStateDir
+	}
+	if a.CredentialDir == "" {
+		a.CredentialDir = DefaultCredentialDir
 	}
 	if a.ProbeInterval.Duration == 0 {
 		a.ProbeInterval.Duration = DefaultProbeInterval
@@ -344,7 +394,7 @@ func (a Agent) Validate() error {
 	default:
 		return fmt.Errorf("field logLevel: %q: allowed values are debug, info, warn, error", a.LogLevel)
 	}
-	for name, v := range map[string]string{"cniBinDir": a.CNIBinDir, "cniConfDir": a.CNIConfDir, "hostCNIConfDir": a.HostCNIConfDir, "stateDir": a.StateDir} {
+	for name, v := range map[string]string{"cniBinDir": a.CNIBinDir, "cniConfDir": a.CNIConfDir, "hostCNIConfDir": a.HostCNIConfDir, "stateDir": a.StateDir, "credentialDir": a.CredentialDir} {
 		if v == "" || v[0] != '/' {
 			return fmt.Errorf("field %s: %q must be an absolute path", name, v)
 		}

@@ -53,7 +53,7 @@ func TestParseAgentDefaultsAreStrict(t *testing.T) {
 			{"hostCNIConfDir", a.HostCNIConfDir, "/etc/cni/net.d"},
 			{"stateDir", a.StateDir, "/var/run/authbridge"},
 			{"probeInterval", a.ProbeInterval.Duration, 5 * time.Minute},
-			{"keepEntryOnUpgrade", a.KeepEntryOnUpgrade, false},
+			{"keepEntryOnUpgrade (removed)", a.RemovedKeepEntryOnUpgrade == nil, true},
 			{"repairPods", a.RepairPods, false},
 			{"metricsAddr", a.MetricsAddr, ":9860"},
 			{"logLevel", a.LogLevel, "info"},
@@ -73,6 +73,7 @@ func TestParseAgentDefaultsAreStrict(t *testing.T) {
 }
 
 func TestParseAgentFullConfig(t *testing.T) {
+	yes := true
 	// Every documented key, in the shape docs/operations.md shows it.
 	in := `
 defaultMode: auto
@@ -94,9 +95,11 @@ cniBinDir: /host/var/lib/cni/bin
 cniConfDir: /host/etc/kubernetes/cni/net.d
 hostCNIConfDir: /etc/kubernetes/cni/net.d
 stateDir: /run/authbridge
+credentialDir: /var/lib/authbridge-node
 probeInterval: 90s
 keepEntryOnUpgrade: true
 repairPods: true
+excludeNamespaces: [kube-system, openshift-dns]
 metricsAddr: 127.0.0.1:9861
 logLevel: debug
 `
@@ -122,19 +125,26 @@ logLevel: debug
 			Mark:                        0x539,
 			MarkMask:                    0xfff,
 			ClusterDNS:                  []string{"10.96.0.10", "fd00:10:96::a"},
+			ExcludeNamespaces:           []string{"kube-system", "openshift-dns"},
 		},
-		CNIBinDir:          "/host/var/lib/cni/bin",
-		CNIConfDir:         "/host/etc/kubernetes/cni/net.d",
-		HostCNIConfDir:     "/etc/kubernetes/cni/net.d",
-		StateDir:           "/run/authbridge",
-		ProbeInterval:      Duration{90 * time.Second},
-		KeepEntryOnUpgrade: true,
-		RepairPods:         true,
-		MetricsAddr:        "127.0.0.1:9861",
-		LogLevel:           "debug",
+		CNIBinDir:                 "/host/var/lib/cni/bin",
+		CNIConfDir:                "/host/etc/kubernetes/cni/net.d",
+		HostCNIConfDir:            "/etc/kubernetes/cni/net.d",
+		StateDir:                  "/run/authbridge",
+		CredentialDir:             "/var/lib/authbridge-node",
+		ProbeInterval:             Duration{90 * time.Second},
+		RemovedKeepEntryOnUpgrade: &yes,
+		RepairPods:                true,
+		MetricsAddr:               "127.0.0.1:9861",
+		LogLevel:                  "debug",
 	}
 	if !reflect.DeepEqual(a, want) {
 		t.Fatalf("ParseAgent:\n got %+v\nwant %+v", a, want)
+	}
+	// The removed key is accepted (an old ConfigMap must not stop a
+	// rollout) and reported as ignored, naming itself.
+	if d := a.Deprecations(); len(d) != 1 || !strings.HasPrefix(d[0], "keepEntryOnUpgrade is removed and ignored") {
+		t.Fatalf("Deprecations() = %q", d)
 	}
 	// JSON is YAML too: the plugin's conflist entry carries the same keys.
 	j, err := ParseAgent([]byte(`{"defaultMode":"enforce-redirect","outboundPort":9000,"probeInterval":"1m"}`))

@@ -66,9 +66,6 @@ type Options struct {
 	// after the binary (it holds a token; do not leave it on the host).
 	// Usually inside ConfDir, so list its base name in IgnoreNames too.
 	KubeconfigPath string
-	// KeepEntryOnUpgrade makes Uninstall leave the entry and the binary in
-	// place (see the package documentation for the trade-off).
-	KeepEntryOnUpgrade bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }

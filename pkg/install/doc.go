@@ -45,32 +45,22 @@
 // a climbing authbridge_conflist_reinsertions_total. Configure such CNIs
 // for chaining (Cilium: cni.exclusive=false), as Istio CNI requires too.
 //
-// # Uninstall and upgrades: KeepEntryOnUpgrade
+// # Uninstall
 //
 // Uninstall removes the entry first and the binary second: an entry whose
 // binary is missing makes every pod sandbox creation on the node fail. If
 // removing the entry fails, the binary stays. The agent must stop the
 // Keeper before calling Uninstall, and give Uninstall a context that is not
-// the one SIGTERM cancelled.
-//
-// With KeepEntryOnUpgrade, Uninstall leaves both in place. During a rolling
-// upgrade of the DaemonSet this closes the window in which new pods on the
-// node would start without redirect rules (the next agent re-installs the
-// same entry idempotently). It does not keep pods starting during the
-// gap: the plugin's kubeconfig carries the old agent pod's bound
-// ServiceAccount token, which the API server rejects once that pod is
-// deleted, so the plugin cannot read pod metadata and fails those ADDs
-// (fail closed); the runtime retries them, and they succeed once the new
-// agent has rewritten the kubeconfig. If the DaemonSet is really being
-// deleted, the entry and binary stay with that invalid token and every
-// new pod's ADD on the node fails until an admin removes the entry (run
-// the agent once with the option off, or edit the conflist). Default: off
-// (clean removal).
+// the one SIGTERM cancelled. The agent calls it only on a real uninstall
+// (its DaemonSet deleted or no longer selecting the node, or
+// node-agent uninstall): an agent restart or upgrade leaves the plugin in
+// place, and the plugin keeps deciding with its own Node-bound credential
+// while no agent answers.
 //
 // # Kubeconfig
 //
 // WriteKubeconfig renders the plugin's kubeconfig with clientcmd (mode
-// 0600, inline bearer token, like Calico's calico-kubeconfig). The token
-// comes from the agent's projected service-account token; TokenRefresher
-// rewrites the kubeconfig when the kubelet rotates it.
+// 0600, inline bearer token, like Calico's calico-kubeconfig). The token is
+// the plugin's own, bound to the Node; the agent requests and refreshes it
+// (agent.PluginCredential) and writes it outside the CNI conf dir.
 package install

@@ -26,12 +26,10 @@ func Install(ctx context.Context, o Options) (Result, error) {
 // so a node is never left with an entry whose binary is missing (every pod
 // sandbox creation would fail). If removing the entry fails the binary is
 // kept and the error returned. The plugin kubeconfig (KubeconfigPath) goes
-// last. With KeepEntryOnUpgrade all three stay.
+// last. Uninstall is the real removal: whether to call it (a deleted
+// DaemonSet, node-agent uninstall) is the caller's decision, never a
+// plain agent restart.
 func Uninstall(ctx context.Context, o Options) error {
-	if o.KeepEntryOnUpgrade {
-		o.logger().Info("keepEntryOnUpgrade: leaving the authbridge-cni entry and binary in place", "confDir", o.ConfDir, "binDir", o.BinDir)
-		return nil
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

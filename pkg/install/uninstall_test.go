@@ -183,25 +183,6 @@ func TestUninstallKeepsBinaryWhenEntryRemovalFails(t *testing.T) {
 	}
 }
 
-func TestUninstallKeepEntryOnUpgrade(t *testing.T) {
-	o := installed(t)
-	o.KeepEntryOnUpgrade = true
-	conf := filepath.Join(o.ConfDir, "10-kindnet.conflist")
-	ino := inode(t, conf)
-	if err := Uninstall(context.Background(), o); err != nil {
-		t.Fatal(err)
-	}
-	if !hasOurEntryLast(t, conf) || inode(t, conf) != ino {
-		t.Error("entry touched")
-	}
-	if _, err := os.Stat(filepath.Join(o.BinDir, pluginconf.PluginType)); err != nil {
-		t.Error("binary removed")
-	}
-	if _, err := os.Stat(o.KubeconfigPath); err != nil {
-		t.Error("kubeconfig removed although the entry that uses it stays")
-	}
-}
-
 func TestAtomicWriteKeepsOwner(t *testing.T) {
 	dir := t.TempDir()
 	p := copyFixture(t, dir, "10-flannel.conflist", 0o644)

@@ -42,6 +42,9 @@ type Metrics struct {
 	ConflistReinsertions prometheus.Counter
 	// TokenRefreshes counts rewrites of the plugin's kubeconfig token.
 	TokenRefreshes prometheus.Counter
+	// DecisionAnswers counts the agent's answers on the decision socket by
+	// source: cache, api, error.
+	DecisionAnswers *prometheus.CounterVec
 	// ConfigWeakenings is 1 for each weakening setting in the config.
 	ConfigWeakenings *prometheus.GaugeVec
 	// PodsWithoutRules is the number of sidecar pods on this node whose
@@ -98,8 +101,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		TokenRefreshes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "token_refreshes_total",
-			Help: "Rewrites of the plugin's kubeconfig after the service-account token rotated.",
+			Help: "Rewrites of the plugin's kubeconfig with a fresh Node-bound token.",
 		}),
+		DecisionAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "decision_answers_total",
+			Help: "The agent's answers to the plugin's decision queries, by source: cache (no API request), api (the pod was not in the cache within 2 s and was read from the API server), error (the plugin then asks the API server itself).",
+		}, []string{"source"}),
 		ConfigWeakenings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "config_weakenings",
 			Help: "1 for each configuration setting that weakens enforcement (allowCooperative, defaultMode=..., excludeOutboundCIDRs, excludeOutboundPorts, allowedPodNameservers), and for the AUTHBRIDGE_PROBE_FORCE_FAIL test knob when set.",
@@ -123,7 +130,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.ProbeBackendWorks, m.ProbeDuration, m.EgressRedirectCapable,
 		m.CNIOperations, m.CNIAddDuration, m.CNIPods, m.Pods, m.CooperativePods,
-		m.ConflistReinsertions, m.TokenRefreshes, m.ConfigWeakenings,
+		m.ConflistReinsertions, m.TokenRefreshes, m.DecisionAnswers, m.ConfigWeakenings,
 		m.PodsWithoutRules, m.PodsRepaired, m.AgentReady, m.NodeUpdateErrors)
 	return m
 }

@@ -19,7 +19,17 @@ import (
 
 // DefaultTimeout bounds each API request: a CNI ADD must not hang pod
 // creation when the API server is away.
-const DefaultTimeout = 5 * time.Second
+const DefaultTimeout = 3 * time.Second
+
+// DefaultBudget bounds all attempts of one read, retries included, when
+// the caller's context has no earlier deadline.
+const DefaultBudget = 10 * time.Second
+
+// Retry backoff between attempts of one read: 100 ms doubling to 1 s.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = time.Second
+)
 
 // KubeSource reads pods and namespace ConfigMaps with client-go.
 type KubeSource struct {
@@ -57,20 +67,70 @@ func (k *KubeSource) Host() string { return k.host }
 
 // GetPod implements Source.
 func (k *KubeSource) GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
-	ctx, cancel := context.WithTimeout(ctx, k.timeout)
-	defer cancel()
-	pod, err := k.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	var pod *corev1.Pod
+	err := k.retry(ctx, func(ctx context.Context) (err error) {
+		pod, err = k.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+		return err
+	})
 	if err != nil {
 		return nil, k.explain(err, fmt.Sprintf("pod %s/%s", namespace, name))
 	}
 	return pod, nil
 }
 
+// retry runs one read until it succeeds, fails for good, or the budget
+// (the caller's deadline, at most DefaultBudget) is spent: one API hiccup
+// must not fail a pod's sandbox. Each attempt is bounded by k.timeout.
+func (k *KubeSource) retry(ctx context.Context, read func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, DefaultBudget)
+	defer cancel()
+	wait := retryFirst
+	attempts := 0
+	for {
+		attempts++
+		actx, acancel := context.WithTimeout(ctx, k.timeout)
+		err := read(actx)
+		acancel()
+		if err == nil || !transient(err) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return &retriedError{err: err, attempts: attempts}
+		case <-t.C:
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// retriedError keeps the last attempt's error (for explain) and says how
+// many attempts were made.
+type retriedError struct {
+	err      error
+	attempts int
+}
+
+func (e *retriedError) Error() string {
+	return fmt.Sprintf("%v (%d attempts)", e.err, e.attempts)
+}
+func (e *retriedError) Unwrap() error { return e.err }
+
+// transient: worth another attempt within the budget. NotFound, Forbidden,
+// Unauthorized and malformed answers are not.
+func transient(err error) bool {
+	return isUnreachable(err) || apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsUnexpectedServerError(err)
+}
+
 // GetNamespaceConfig implements Source.
 func (k *KubeSource) GetNamespaceConfig(ctx context.Context, namespace string) (NamespaceConfig, error) {
-	ctx, cancel := context.WithTimeout(ctx, k.timeout)
-	defer cancel()
-	cm, err := k.client.CoreV1().ConfigMaps(namespace).Get(ctx, config.NamespaceConfigMap, metav1.GetOptions{})
+	var cm *corev1.ConfigMap
+	err := k.retry(ctx, func(ctx context.Context) (err error) {
+		cm, err = k.client.CoreV1().ConfigMaps(namespace).Get(ctx, config.NamespaceConfigMap, metav1.GetOptions{})
+		return err
+	})
 	if apierrors.IsNotFound(err) {
 		return NamespaceConfig{}, nil
 	}
@@ -92,7 +152,7 @@ func (k *KubeSource) explain(err error, what string) error {
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("%s not found in the Kubernetes API server at %s: %w; %s", what, k.host, err, consequence)
 	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
-		return fmt.Errorf("the Kubernetes API server at %s refused to let the plugin read %s: %w; check the RBAC of the authbridge node agent's service account (it needs get on pods and configmaps); %s", k.host, what, err, consequence)
+		return fmt.Errorf("the Kubernetes API server at %s refused to let the plugin read %s: %w; check the plugin's own RBAC (ClusterRole authbridge-cni: get on pods and on ConfigMaps named authbridge-runtime-config) and its Node-bound credential, which the node agent refreshes; %s", k.host, what, err, consequence)
 	case isUnreachable(err):
 		return fmt.Errorf("cannot reach the Kubernetes API server at %s to read %s: %w; %s", k.host, what, err, consequence)
 	default:

@@ -70,6 +70,9 @@ const (
 	ReasonNoSidecar Reason = "no-sidecar"
 	// ReasonNotAPod: CNI_ARGS name no Kubernetes pod (mode Skip).
 	ReasonNotAPod Reason = "not-a-kubernetes-pod"
+	// ReasonExcludedNamespace: the pod's namespace is in excludeNamespaces;
+	// passed through (mode Skip) before anything is read about it.
+	ReasonExcludedNamespace Reason = "excluded-namespace"
 )
 
 // CooperativeReasons are the reasons a pod can be Cooperative for, the

@@ -400,10 +400,11 @@ func writeFigure(name, value string) {
 	}
 }
 
-// Scenario 7: the agent deleted and recreated (an upgrade): running pods
-// keep working, new pods get rules; the agent uninstalled: the conflist is
-// clean and the binary is removed after the entry (never an entry without
-// its binary).
+// Scenario 7: the agent DaemonSet deleted and recreated (a reinstall: the
+// deletion is a real uninstall, see issue 9's TestSurvivesRollout for an
+// upgrade that keeps the plugin): running pods keep working, new pods get
+// rules; the agent uninstalled: the conflist is clean and the binary is
+// removed after the entry (never an entry without its binary).
 func TestAgentUpgradeAndUninstall(t *testing.T) {
 	e := newEnv(t)
 	node := e.workers[0]

@@ -39,6 +39,10 @@ commands:
             backends, label this Node, serve /metrics /healthz /readyz
   probe     probe the redirect backends once and print the results as JSON
             (exit 0 if one works, 3 if none does)
+  uninstall remove the plugin from this node for good: conflist entry, then
+            binary, then its credential, then this Node's capability labels
+            (the agent itself does this only when its DaemonSet is deleted or
+            no longer selects the node)
   version   print the version
   kata      Kata agent policy tools (node-agent kata help)
   validate  in-pod check, run as an unprivileged init container before the
@@ -58,6 +62,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return run(ctx, args, stderr)
 	case "probe":
 		return probe(ctx, args, stdout, stderr)
+	case "uninstall":
+		return uninstall(ctx, args, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version())
 		return 0
@@ -85,8 +91,9 @@ func version() string {
 
 type runFlags struct {
 	config, kubeletConfig, resolvConf, pluginBinary string
-	kubeconfig, tokenFile, caFile, pluginAPIServer  string
+	kubeconfig, caFile, pluginAPIServer             string
 	nodeName, hostRoot, ipv6Disabled                string
+	podName, podNamespace, daemonSet                string
 	kata, kataInitdataAnnotation                    bool
 }
 
@@ -100,8 +107,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&f.ipv6Disabled, "ipv6-disabled-sysctl", agent.DefaultIPv6DisabledPath, "the host's disable_ipv6 sysctl (the agent runs with hostNetwork): 0 means backends are probed for IPv4 and IPv6")
 	fs.StringVar(&f.pluginBinary, "plugin-binary", "/opt/authbridge/bin/authbridge-cni", "the plugin binary to install")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for the agent's own API access (default: in-cluster service account)")
-	fs.StringVar(&f.tokenFile, "token-file", install.DefaultTokenFile, "service-account token the plugin's kubeconfig is written from")
 	fs.StringVar(&f.caFile, "ca-file", install.DefaultCAFile, "cluster CA for the plugin's kubeconfig")
+	fs.StringVar(&f.podName, "pod-name", os.Getenv("POD_NAME"), "the agent's own pod (default $POD_NAME): its owner DaemonSet is checked at shutdown")
+	fs.StringVar(&f.podNamespace, "pod-namespace", os.Getenv("POD_NAMESPACE"), "the agent's namespace (default $POD_NAMESPACE): its DaemonSet and the plugin's ServiceAccount "+agent.PluginServiceAccount+" live there")
+	fs.StringVar(&f.daemonSet, "daemonset", "authbridge-node", "the agent's DaemonSet, when its own pod cannot be read at shutdown")
 	fs.StringVar(&f.pluginAPIServer, "plugin-api-server", "", "API server URL for the plugin (default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
 	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME from the downward API)")
 	fs.BoolVar(&f.kata, "kata", true, "install the restrictive Kata agent policy on Kata nodes")
@@ -139,9 +148,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 		server = "https://" + net.JoinHostPort(h, p)
 	}
+	if f.podNamespace == "" {
+		log.Error("refusing to start: the agent's namespace is unknown: set POD_NAMESPACE from the downward API (fieldRef metadata.namespace) or --pod-namespace")
+		return 1
+	}
+	cred := &agent.PluginCredential{Client: cs, Namespace: f.podNamespace, NodeName: f.nodeName,
+		Server: server, CAFile: f.caFile, Logger: log}
 	inst := &agent.PluginInstaller{
-		Config: cfg, SourceBinary: f.pluginBinary,
-		TokenFile: f.tokenFile, CAFile: f.caFile, APIServer: server, Logger: log,
+		Config: cfg, SourceBinary: f.pluginBinary, Credential: cred, Logger: log,
 	}
 	o := agent.Options{
 		Config:   cfg,
@@ -155,6 +169,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		KubeletConfigPath: f.kubeletConfig,
 		ResolvConfPath:    f.resolvConf,
 		IPv6DisabledPath:  f.ipv6Disabled,
+		UninstallCheck: agent.OwnerCheck{Client: cs, Namespace: f.podNamespace, PodName: f.podName,
+			DaemonSet: f.daemonSet, NodeName: f.nodeName}.Check,
 	}
 	if f.kata {
 		o.Extensions = append(o.Extensions, agent.KataExtension{Installer: &kata.NodeInstaller{HostRoot: f.hostRoot, Log: log, EnableInitdataAnnotation: f.kataInitdataAnnotation}})
@@ -166,13 +182,62 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	m := a.Metrics()
 	inst.OnReinsert = m.ConflistReinsertions.Inc
-	inst.OnRefresh = m.TokenRefreshes.Inc
+	cred.OnRefresh = m.TokenRefreshes.Inc
 	log.Info("node agent starting", "version", version(), "node", f.nodeName, "metricsAddr", cfg.MetricsAddr, "backends", cfg.Backends)
 	if err := a.Run(ctx); err != nil {
 		log.Error("node agent stopped with an error", "err", err)
 		return 1
 	}
 	log.Info("node agent stopped")
+	return 0
+}
+
+// uninstall is the operator's explicit removal on one node (run it where
+// the agent's host mounts are, e.g. kubectl exec into the agent pod before
+// deleting the DaemonSet, or a privileged debug pod).
+func uninstall(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("node-agent uninstall", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", agent.DefaultConfigPath, "agent config file (CNI dirs, credential dir); defaults apply when the file is missing")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig to remove the Node labels with (default: in-cluster service account); with --keep-labels no API access is needed")
+	nodeName := fs.String("node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	keepLabels := fs.Bool("keep-labels", false, "leave the Node's capability labels (no API access)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := agent.LoadConfig(*cfgPath, true)
+	if err != nil {
+		fmt.Fprintf(stderr, "node-agent uninstall: %v\n", err)
+		return 1
+	}
+	log := agent.NewLogger(stderr, cfg.LogLevel)
+	inst := &agent.PluginInstaller{Config: cfg, Logger: log}
+	if err := inst.Uninstall(ctx); err != nil {
+		log.Error("uninstall failed", "err", err)
+		return 1
+	}
+	log.Info("authbridge-cni removed from this node: entry, binary, credential", "confDir", cfg.CNIConfDir, "binDir", cfg.CNIBinDir)
+	if *keepLabels {
+		return 0
+	}
+	restCfg, err := restConfig(*kubeconfig)
+	if err != nil {
+		log.Error("cannot remove the Node labels: no API access (use --keep-labels to skip)", "err", err)
+		return 1
+	}
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		log.Error("kubernetes client", "err", err)
+		return 1
+	}
+	if err := agent.RemoveNodeLabels(ctx, cs, *nodeName); err != nil {
+		log.Error("cannot remove the Node labels", "err", err)
+		return 1
+	}
+	log.Info("capability labels removed", "node", *nodeName)
 	return 0
 }
 

@@ -80,3 +80,47 @@ func TestProbeCommandFamilies(t *testing.T) {
 		}
 	}
 }
+
+// node-agent uninstall removes entry, binary and credential from the
+// configured dirs (real conflist from pkg/install's testdata); with
+// --keep-labels it needs no API server.
+func TestUninstallCommand(t *testing.T) {
+	dir := t.TempDir()
+	confDir, binDir, credDir := filepath.Join(dir, "net.d"), filepath.Join(dir, "bin"), filepath.Join(dir, "cred")
+	for _, d := range []string{confDir, binDir, credDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kindnet, err := os.ReadFile("../../install/testdata/10-kindnet.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The conflist as an installed agent leaves it: kindnet plus our entry.
+	var cl map[string]any
+	if err := json.Unmarshal(kindnet, &cl); err != nil {
+		t.Fatal(err)
+	}
+	cl["plugins"] = append(cl["plugins"].([]any), map[string]any{"type": "authbridge-cni", "stateDir": "/var/run/authbridge"})
+	b, _ := json.Marshal(cl)
+	conflist := filepath.Join(confDir, "10-kindnet.conflist")
+	os.WriteFile(conflist, b, 0o644)
+	os.WriteFile(filepath.Join(binDir, "authbridge-cni"), []byte("#!/bin/sh\n"), 0o755)
+	os.WriteFile(filepath.Join(credDir, "authbridge-cni.kubeconfig"), []byte("token"), 0o600)
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte("cniConfDir: "+confDir+"\ncniBinDir: "+binDir+"\nhostCNIConfDir: "+confDir+"\ncredentialDir: "+credDir+"\n"), 0o644)
+
+	code, _, errs := runMain("uninstall", "--config", cfg, "--keep-labels")
+	if code != 0 {
+		t.Fatalf("uninstall: exit %d: %s", code, errs)
+	}
+	b, _ = os.ReadFile(conflist)
+	if strings.Contains(string(b), "authbridge-cni") || !strings.Contains(string(b), "kindnet") {
+		t.Fatalf("conflist after uninstall: %s", b)
+	}
+	for _, p := range []string{filepath.Join(binDir, "authbridge-cni"), filepath.Join(credDir, "authbridge-cni.kubeconfig")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after uninstall: %v", p, err)
+		}
+	}
+}
