@@ -112,6 +112,9 @@ func Serve(ctx context.Context, ln net.Listener, h Handler, timeout time.Duratio
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
+				// Closed by the goroutine above; close again so the socket
+				// file is gone when Serve returns.
+				_ = ln.Close()
 				return nil
 			}
 			var ne net.Error
