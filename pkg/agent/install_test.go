@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kagenti/authbridge-node/pkg/decision"
 )
 
 // The production installer (pkg/install's Keeper and the Node-bound
@@ -105,6 +108,23 @@ func TestRunWithPluginInstaller(t *testing.T) {
 	}
 	if u := rev.Status.UserInfo; u.Username != "system:serviceaccount:authbridge-system:"+PluginServiceAccount || len(u.Extra["authentication.kubernetes.io/node-name"]) != 1 || u.Extra["authentication.kubernetes.io/node-name"][0] != node {
 		t.Fatalf("plugin identity = %+v; want the %s ServiceAccount bound to Node %s", u, PluginServiceAccount, node)
+	}
+
+	// Run serves the plugin's decision queries from its node-scoped cache.
+	createNamespace(t, adm, "install-ns")
+	wl := createPod(t, adm, "install-ns", "workload", node, true, nil)
+	qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer qcancel()
+	var ans decision.Response
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		ans, err = decision.Query(qctx, filepath.Join(cfg.StateDir, decision.SocketName), decision.Request{Namespace: "install-ns", Name: "workload", UID: string(wl.UID)})
+		return err == nil && ans.Source == decision.SourceCache, fmt.Sprintf("%+v %v", ans, err)
+	})
+	if ans.Pod == nil || ans.Pod.UID != wl.UID {
+		t.Fatalf("decision answer: %+v", ans)
+	}
+	if v, ok := h.scrape(t).Get("authbridge_decision_answers_total", map[string]string{"source": "cache"}); !ok || v < 1 {
+		t.Fatalf("decision_answers_total{cache} = %v %v", v, ok)
 	}
 
 	// The primary CNI rewrites its file without our entry.
