@@ -6,8 +6,10 @@
 // /healthz and /readyz.
 //
 // Order at start, chosen so the plugin never runs without what it needs:
-// probe (the node state file exists) -> plugin kubeconfig -> plugin binary
-// -> conflist entry -> Node labels -> ready. On SIGTERM the plugin stays
+// probe (the node state file exists) -> decision socket (node-scoped
+// informers) -> the plugin's Node-bound credential -> plugin binary ->
+// conflist entry -> Node labels -> ready (and the opt-in startup taint
+// removed). On SIGTERM the plugin stays
 // (a rollout, a reboot, an eviction): only a real uninstall (Options.
 // UninstallCheck, lifecycle.go) removes the entry before the binary and the
 // capability labels, because a node without the plugin can no longer
@@ -403,7 +405,11 @@ func (a *Agent) becameReady(ctx context.Context) {
 func (a *Agent) shutdown(ctx context.Context) error {
 	v := Verdict{Why: "no uninstall check configured; keeping the plugin installed"}
 	if a.o.UninstallCheck != nil {
-		v = a.o.UninstallCheck(ctx)
+		// Bounded well inside the pod's grace period: an API server that
+		// does not answer means "cannot tell", which keeps the plugin.
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		v = a.o.UninstallCheck(cctx)
+		cancel()
 	}
 	if !v.Uninstall {
 		a.log.Info("agent stopping; the authbridge-cni plugin, its entry and the Node labels stay", "why", v.Why)
