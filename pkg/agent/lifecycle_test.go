@@ -280,3 +280,52 @@ func TestExcludedNamespaceWithAuthBridgePodsIsAWeakening(t *testing.T) {
 		t.Fatalf("no WARN naming the namespace: %s", h.logs.String())
 	}
 }
+
+// After a reboot with the API server away, the credential written before
+// (on disk) lets the installer go on at once, while the refresh keeps
+// retrying; without one the installer waits.
+func TestCredentialRunWithAPIServerAway(t *testing.T) {
+	cfg := srv.AdminConfig()
+	cfg.Host, cfg.Timeout = "https://127.0.0.1:1", 500*time.Millisecond
+	down, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, srv.CA, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(path string) (written chan struct{}, stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		written = make(chan struct{})
+		done := make(chan struct{})
+		c := &PluginCredential{Client: down, Namespace: "authbridge-system", NodeName: "n", Server: "https://127.0.0.1:1", CAFile: ca, Path: path}
+		go func() { defer close(done); _ = c.Run(ctx, func() { close(written) }) }()
+		return written, func() { cancel(); <-done }
+	}
+	kept := filepath.Join(dir, "kept", PluginKubeconfigName)
+	if err := os.MkdirAll(filepath.Dir(kept), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kept, []byte("from before the reboot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, stop := run(kept)
+	select {
+	case <-w:
+	case <-time.After(5 * time.Second):
+		t.Fatal("an existing credential did not let the installer go on")
+	}
+	stop()
+	if b, _ := os.ReadFile(kept); string(b) != "from before the reboot" {
+		t.Fatalf("the kept credential was changed without a new token: %q", b)
+	}
+	w, stop = run(filepath.Join(dir, "none", PluginKubeconfigName))
+	select {
+	case <-w:
+		t.Fatal("written() without any credential")
+	case <-time.After(2 * time.Second):
+	}
+	stop()
+}
