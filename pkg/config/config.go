@@ -285,8 +285,10 @@ type Agent struct {
 	// CNIBinDir and CNIConfDir are the host paths as mounted in the agent.
 	CNIBinDir  string `json:"cniBinDir,omitempty"`
 	CNIConfDir string `json:"cniConfDir,omitempty"`
-	// HostCNIConfDir is the conf dir as the plugin (on the host) sees it;
-	// the kubeconfig path written into the conflist uses it.
+	// HostCNIConfDir is the conf dir as the plugin (on the host) sees it.
+	// Nothing written into the conflist depends on it any more (the
+	// plugin's kubeconfig moved to CredentialDir); kept for the configs
+	// that set it.
 	HostCNIConfDir string `json:"hostCNIConfDir,omitempty"`
 	// StateDir holds the node state file and the plugin events socket.
 	StateDir string `json:"stateDir,omitempty"`
