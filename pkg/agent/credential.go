@@ -58,6 +58,9 @@ type PluginCredential struct {
 	// Lifetime defaults to DefaultPluginTokenLifetime.
 	Lifetime  time.Duration
 	OnRefresh func()
+	// OnUnbound is called when the API server refused node binding (a
+	// weakening: authbridge_config_weakenings{setting="pluginTokenNotNodeBound"}).
+	OnUnbound func()
 	Logger    *slog.Logger
 
 	// UnboundFallback is true once the API server refused node binding.
@@ -100,6 +103,9 @@ func (c *PluginCredential) Refresh(ctx context.Context) (time.Time, error) {
 		c.log().Warn("the API server refuses Node-bound tokens (ServiceAccountTokenNodeBinding off, or Kubernetes before 1.31): the plugin's token is bound to nothing but its expiry, so deleting the Node does not revoke it",
 			"serviceAccount", c.Namespace+"/"+sa, "lifetime", life.String(), "err", err)
 		c.UnboundFallback = true
+		if c.OnUnbound != nil {
+			c.OnUnbound()
+		}
 		req.Spec.BoundObjectRef = nil
 		tr, err = c.Client.CoreV1().ServiceAccounts(c.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
 	}
