@@ -60,17 +60,22 @@ func BenchmarkAgentIdle(b *testing.B) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	cfg := fmt.Sprintf("cniBinDir: %s\ncniConfDir: %s\nhostCNIConfDir: %s\nstateDir: %s\nmetricsAddr: %q\nclusterDNS: [10.96.0.10]\n",
-		filepath.Join(dir, "bin"), filepath.Join(dir, "net.d"), filepath.Join(dir, "net.d"), filepath.Join(dir, "state"), addr)
+	cfg := fmt.Sprintf("cniBinDir: %s\ncniConfDir: %s\nhostCNIConfDir: %s\nstateDir: %s\ncredentialDir: %s\nmetricsAddr: %q\nclusterDNS: [10.96.0.10]\n",
+		filepath.Join(dir, "bin"), filepath.Join(dir, "net.d"), filepath.Join(dir, "net.d"), filepath.Join(dir, "state"), filepath.Join(dir, "cred"), addr)
 	os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o644)
 	node := "measure-node"
 	if _, err := cs.CoreV1().Nodes().Create(ctx, nodeObj(node), metaCreate); err != nil {
 		b.Fatal(err)
 	}
 
+	// The plugin's own ServiceAccount, whose Node-bound token the agent
+	// requests.
+	if _, err := srv.ServiceAccountToken(ctx, "authbridge-system", "authbridge-cni", time.Hour); err != nil {
+		b.Fatal(err)
+	}
 	cmd := exec.Command(bin, "run", "--config", filepath.Join(dir, "config.yaml"),
-		"--kubeconfig", filepath.Join(dir, "kubeconfig"), "--node-name", node,
-		"--token-file", filepath.Join(dir, "sa", "token"), "--ca-file", filepath.Join(dir, "sa", "ca.crt"),
+		"--kubeconfig", filepath.Join(dir, "kubeconfig"), "--node-name", node, "--pod-namespace", "authbridge-system",
+		"--ca-file", filepath.Join(dir, "sa", "ca.crt"),
 		"--plugin-api-server", srv.URL, "--plugin-binary", filepath.Join(dir, "plugin"),
 		"--host-root", "/", "--kubelet-config", filepath.Join(dir, "absent"), "--resolv-conf", "/etc/resolv.conf")
 	logf, _ := os.Create(filepath.Join(dir, "agent.log"))

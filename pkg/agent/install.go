@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/install"
@@ -30,6 +31,10 @@ func PluginEntry(cfg config.Agent, logFile string) (json.RawMessage, error) {
 		Policy:     cfg.Policy,
 	}))
 }
+
+// credentialWait bounds how long the install waits for the plugin's first
+// credential before it goes on without one.
+const credentialWait = 10 * time.Second
 
 // PluginInstaller is the production Installer: the plugin's Node-bound
 // credential (PluginCredential), the binary, then the conflist entry kept
@@ -95,8 +100,18 @@ func (p *PluginInstaller) Run(ctx context.Context, installed func()) error {
 	credErr := make(chan error, 1)
 	written := make(chan struct{})
 	go func() { credErr <- cred.Run(credCtx, func() { close(written) }) }()
+	// The decision socket is the plugin's first path; the credential is
+	// its fallback. A credential that cannot be had (the authbridge-cni
+	// ServiceAccount or its RBAC missing after an image-only upgrade, the
+	// API server away with nothing on disk) must not keep the plugin
+	// uninstalled: wait a little, then go on and keep retrying.
+	wait := time.NewTimer(credentialWait)
+	defer wait.Stop()
 	select {
 	case <-written:
+	case <-wait.C:
+		p.log().Warn("no credential for the plugin yet; installing anyway: while this agent answers on the decision socket nothing is lost, but when it does not, ADDs outside excludeNamespaces fail closed until the credential is written",
+			"file", cred.Path, "waited", credentialWait.String())
 	case err := <-credErr:
 		if err == nil {
 			return nil // ctx ended
