@@ -376,20 +376,6 @@ func ifname(n string) []byte {
 	return b
 }
 
-// canonExprs is the comparable form of a rule's expressions: type and every
-// field, so a changed operand, register or verdict shows up as a difference.
-func canonExprs(es []expr.Any) string {
-	parts := make([]string, 0, len(es))
-	for _, x := range es {
-		v := reflect.ValueOf(x)
-		if v.Kind() == reflect.Pointer {
-			v = v.Elem()
-		}
-		parts = append(parts, fmt.Sprintf("%s%+v", v.Type().Name(), v.Interface()))
-	}
-	return strings.Join(parts, " ")
-}
-
 // diffLines lists missing and unexpected lines, and order changes, as a
 // readable multi-line text; "" when equal.
 func diffLines(want, got []string) string {
