@@ -86,6 +86,12 @@ type Policy struct {
 	ExcludeOutboundPorts []uint16 `json:"excludeOutboundPorts,omitempty"`
 	Mark                 uint32   `json:"mark,omitempty"`
 	MarkMask             uint32   `json:"markMask,omitempty"`
+	// MarkBypass lets TCP from sockets carrying Mark go direct, for a proxy
+	// that cannot run as ProxyUID. Off by default: any process that can set
+	// SO_MARK bypasses with it (CAP_NET_ADMIN, or CAP_NET_RAW since Linux
+	// 5.17), so it is a weakening that needs the admission policy refusing
+	// those capabilities (manifests/policies).
+	MarkBypass bool `json:"markBypass,omitempty"`
 	// ClusterDNS overrides the cluster DNS service IPs used as resolvers for
 	// ClusterFirst pods (normally taken from the kubelet config by the agent).
 	ClusterDNS []string `json:"clusterDNS,omitempty"`
@@ -237,6 +243,7 @@ func (p Policy) RedirectSpec(families ...redirect.Family) redirect.Spec {
 	s.OutboundPort = p.OutboundPort
 	s.Mark = p.Mark
 	s.MarkMask = p.MarkMask
+	s.MarkBypass = p.MarkBypass
 	s.InboundEnabled = p.InboundRedirect
 	s.InboundPort = p.InboundPort
 	s.ExcludeInboundPorts = append([]uint16(nil), p.ExcludeInboundPorts...)
@@ -495,6 +502,9 @@ func (p Policy) Weakenings() []string {
 	}
 	if len(p.AllowedPodNameservers) > 0 {
 		w = append(w, "allowedPodNameservers")
+	}
+	if p.MarkBypass {
+		w = append(w, "markBypass")
 	}
 	return w
 }

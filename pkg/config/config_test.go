@@ -368,6 +368,7 @@ func TestWeakenings(t *testing.T) {
 		{"excludeOutboundCIDRs: [169.254.169.254/32]", []string{"excludeOutboundCIDRs"}},
 		{"excludeOutboundPorts: [5432]", []string{"excludeOutboundPorts"}},
 		{"allowedPodNameservers: [8.8.8.8/32, \"2001:4860:4860::8888/128\"]", []string{"allowedPodNameservers"}},
+		{"markBypass: true", []string{"markBypass"}},
 		{
 			"defaultMode: auto\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\nexcludeOutboundCIDRs: [10.0.0.0/8]\nexcludeOutboundPorts: [22]",
 			[]string{"allowCooperative", "defaultMode=auto", "excludeOutboundCIDRs", "excludeOutboundPorts"},

@@ -23,6 +23,7 @@ func goldenSpecs() map[string]redirect.Spec {
 	full.ExcludeOutboundPorts = []uint16{9091, 443}
 	full.InboundEnabled = true
 	full.ExcludeInboundPorts = []uint16{22}
+	full.OnLinkIPv6 = []netip.Prefix{netip.MustParsePrefix("fd99::/64")}
 	return map[string]redirect.Spec{"default": def, "full": full}
 }
 

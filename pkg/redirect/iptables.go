@@ -389,6 +389,12 @@ func iptRule(chain string, f Family, r rule) string {
 	case protoICMPv6:
 		p = append(p, "-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", fmt.Sprint(*m.icmpType))
 	}
+	if m.hopLimit != nil {
+		p = append(p, "-m", "hl", "--hl-eq", fmt.Sprint(*m.hopLimit))
+	}
+	if m.ctState != 0 {
+		p = append(p, "-m", "conntrack", "--ctstate", ctStateNames(m.ctState, ",", map[uint32]string{ctInvalid: "INVALID", ctRelated: "RELATED"}))
+	}
 	if m.markMatch {
 		p = append(p, "-m", "mark", "--mark", fmt.Sprintf("%#x/%#x", m.mark, m.mask))
 	}

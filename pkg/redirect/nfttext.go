@@ -100,6 +100,12 @@ func nftRuleText(f Family, r rule) string {
 			p = append(p, "icmpv6 type "+icmpv6Names[*m.icmpType])
 		}
 	}
+	if m.hopLimit != nil {
+		p = append(p, fmt.Sprintf("ip6 hoplimit %d", *m.hopLimit))
+	}
+	if m.ctState != 0 {
+		p = append(p, "ct state "+ctStateNames(m.ctState, ",", map[uint32]string{ctInvalid: "invalid", ctRelated: "related"}))
+	}
 	switch r.v {
 	case vReturn:
 		p = append(p, "return")
@@ -145,4 +151,15 @@ func canonExprs(es []expr.Any) string {
 		parts = append(parts, exprText(x))
 	}
 	return strings.Join(parts, " ")
+}
+
+// ctStateNames joins the names of the state bits set in bits.
+func ctStateNames(bits uint32, sep string, names map[uint32]string) string {
+	var out []string
+	for _, b := range []uint32{ctInvalid, ctRelated} {
+		if bits&b != 0 {
+			out = append(out, names[b])
+		}
+	}
+	return strings.Join(out, sep)
 }

@@ -25,6 +25,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"resolvers", func(s *redirect.Spec) { s.Resolvers = []netip.Addr{netip.MustParseAddr("fe80::1%eth0")} }},
 		{"excludeOutboundCIDRs", func(s *redirect.Spec) { s.ExcludeOutboundCIDRs = []netip.Prefix{{}} }},
 		{"excludeOutboundPorts", func(s *redirect.Spec) { s.ExcludeOutboundPorts = []uint16{443, 0} }},
+		{"onLinkIPv6", func(s *redirect.Spec) { s.OnLinkIPv6 = []netip.Prefix{netip.MustParsePrefix("fd00::/48")} }},
+		{"onLinkIPv6", func(s *redirect.Spec) { s.OnLinkIPv6 = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")} }},
 		{"inboundPort", func(s *redirect.Spec) { s.InboundEnabled = true; s.InboundPort = 0 }},
 		{"excludeInboundPorts", func(s *redirect.Spec) { s.InboundEnabled = true; s.ExcludeInboundPorts = []uint16{0} }},
 	}
