@@ -111,15 +111,47 @@ func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *no
 	return Decision{}, fmt.Errorf("pod %s/%s: unhandled mode %q", pod.Namespace, pod.Name, requested)
 }
 
-// requestedMode applies the precedence annotation > namespace > default.
-func requestedMode(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy) (config.Mode, podmode.Reason, error) {
-	if v, ok := pod.Annotations[config.AnnotationEgressEnforcement]; ok {
-		m, err := config.ParseMode(strings.TrimSpace(v))
-		if err != nil {
-			return "", "", fmt.Errorf("pod %s/%s annotation %s: %w (fix the pod's annotation)", pod.Namespace, pod.Name, config.AnnotationEgressEnforcement, err)
-		}
-		return m, podmode.ReasonAnnotation, nil
+// strength orders the modes: enforce-redirect always enforces, auto may
+// fall back to cooperative, none never enforces.
+func strength(m config.Mode) int {
+	switch m {
+	case config.ModeEnforceRedirect:
+		return 2
+	case config.ModeAuto:
+		return 1
 	}
+	return 0
+}
+
+// requestedMode picks the pod's mode. The floor is the namespace
+// ConfigMap's egressEnforcement, else the cluster default; a pod annotation
+// may only strengthen it (enforce-redirect > auto > none). Weakening is the
+// namespace's decision, in a ConfigMap that pod authors do not control,
+// and cooperative mode also needs the cluster's allowCooperative (checked
+// by Decide): an annotation cannot take a pod below its namespace.
+func requestedMode(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy) (config.Mode, podmode.Reason, error) {
+	floor, reason, err := floorMode(pod, ns, policy)
+	if err != nil {
+		return "", "", err
+	}
+	v, ok := pod.Annotations[config.AnnotationEgressEnforcement]
+	if !ok {
+		return floor, reason, nil
+	}
+	m, err := config.ParseMode(strings.TrimSpace(v))
+	if err != nil {
+		return "", "", fmt.Errorf("pod %s/%s annotation %s: %w (fix the pod's annotation)", pod.Namespace, pod.Name, config.AnnotationEgressEnforcement, err)
+	}
+	if strength(m) < strength(floor) {
+		return "", "", fmt.Errorf("pod %s/%s annotation %s: %q is weaker than %q from %s, and a pod annotation may only strengthen its namespace's mode: "+
+			"remove the annotation, or have the namespace's admin set egressEnforcement: %q in ConfigMap %s/%s key %s (which pod authors do not control; see %s)",
+			pod.Namespace, pod.Name, config.AnnotationEgressEnforcement, m, floor, describe(reason, pod), m, pod.Namespace, config.NamespaceConfigMap, config.NamespaceConfigMapKey, config.SecurityModelDoc)
+	}
+	return m, podmode.ReasonAnnotation, nil
+}
+
+// floorMode is the namespace's mode, else the cluster default.
+func floorMode(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy) (config.Mode, podmode.Reason, error) {
 	if ns.EgressEnforcement != "" {
 		m, err := config.ParseMode(string(ns.EgressEnforcement))
 		if err != nil {
