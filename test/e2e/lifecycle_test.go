@@ -225,6 +225,9 @@ func TestCooperativeAndIncapableNode(t *testing.T) {
 	e := newEnv(t)
 	ns := e.namespace(t, "e2e-coop")
 	t.Cleanup(func() { e.setCooperative(t, false) })
+	// A pod annotation may only strengthen its namespace's mode: this
+	// namespace allows none, so its pods may say none or auto.
+	e.namespaceMode(t, ns, "none")
 
 	// 5a: refused while allowCooperative is false
 	e.createPod(t, ns, e.appPod("none-refused", "none", e.workers[0], true))
