@@ -13,7 +13,8 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
-// sandboxIndex indexes the container state files by pod UID and name.
+// sandboxIndex indexes the container state files by pod UID, and those
+// without a UID (records of older plugins) by name.
 func sandboxIndex(stateDir string) (byUID, byName map[string]containerstate.Record, err error) {
 	states, err := containerstate.ReadAll(stateDir)
 	if err != nil {
@@ -24,7 +25,10 @@ func sandboxIndex(stateDir string) (byUID, byName map[string]containerstate.Reco
 		if s.PodUID != "" {
 			byUID[s.PodUID] = s
 		}
-		if s.Namespace != "" && s.Pod != "" {
+		// By name only for records without a UID (plugins before podUID
+		// was recorded): a record of another UID is of a deleted pod, and
+		// must not hide a recreated one of the same name that has no rules.
+		if s.PodUID == "" && s.Namespace != "" && s.Pod != "" {
 			byName[s.Namespace+"/"+s.Pod] = s
 		}
 	}

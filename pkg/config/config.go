@@ -200,6 +200,15 @@ func (p Policy) Validate() error {
 			return fmt.Errorf("field excludeOutboundCIDRs: %q excludes every destination: this would turn enforcement off for every pod while reporting enforce-redirect; use allowCooperative/auto instead, or list narrower CIDRs", c)
 		}
 	}
+	var excluded []netip.Prefix
+	for _, c := range p.ExcludeOutboundCIDRs {
+		if pfx, err := netip.ParsePrefix(c); err == nil {
+			excluded = append(excluded, pfx)
+		}
+	}
+	if f := redirect.CoveredFamily(excluded); f != "" {
+		return fmt.Errorf("field excludeOutboundCIDRs: %v together cover every %s destination: this would turn enforcement off for %s while reporting enforce-redirect; use allowCooperative/auto instead, or list narrower CIDRs", p.ExcludeOutboundCIDRs, f, f)
+	}
 	for _, c := range p.AllowedPodNameservers {
 		pfx, err := netip.ParsePrefix(c)
 		if err != nil {

@@ -232,6 +232,8 @@ func TestParseAgentBadValuesNameTheField(t *testing.T) {
 		{"clusterDNS: [\"fe80::1%eth0\"]", "field clusterDNS", "zone"},
 		{"excludeOutboundCIDRs: [0.0.0.0/0]", "field excludeOutboundCIDRs", "use allowCooperative/auto instead"},
 		{"excludeOutboundCIDRs: [\"10.0.0.0/8\", \"::/0\"]", "field excludeOutboundCIDRs", "turn enforcement off for every pod"},
+		{"excludeOutboundCIDRs: [0.0.0.0/1, 128.0.0.0/1]", "field excludeOutboundCIDRs", "together cover every ipv4 destination"},
+		{"excludeOutboundCIDRs: [\"::/1\", \"8000::/2\", \"c000::/2\"]", "field excludeOutboundCIDRs", "together cover every ipv6 destination"},
 		{"allowedPodNameservers: [8.8.8.8]", "field allowedPodNameservers", "8.8.8.8"},
 		{"allowedPodNameservers: [0.0.0.0/0]", "field allowedPodNameservers", "every address"},
 	}

@@ -249,3 +249,58 @@ const (
 // AllBackends is the default preference order: netlink first because it needs
 // no host binaries and programs a pod in one atomic batch.
 var AllBackends = []string{BackendNFTables, BackendIPTablesNFT, BackendIPTablesLegacy}
+
+// CoveredFamily returns the family (IPv4 or IPv6) whose whole address
+// space the prefixes cover together, or "" when none: 0.0.0.0/1 with
+// 128.0.0.0/1 turns enforcement off for IPv4 as surely as 0.0.0.0/0.
+func CoveredFamily(ps []netip.Prefix) Family {
+	for _, f := range []Family{IPv4, IPv6} {
+		var fam []netip.Prefix
+		for _, p := range ps {
+			if p.IsValid() && p.Addr().Is4() == (f == IPv4) {
+				fam = append(fam, p.Masked())
+			}
+		}
+		if coversAll(fam, f) {
+			return f
+		}
+	}
+	return ""
+}
+
+// coversAll walks the prefixes sorted by first address and reports whether
+// they leave no gap from the family's first address to its last.
+func coversAll(ps []netip.Prefix, f Family) bool {
+	if len(ps) == 0 {
+		return false
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Addr().Less(ps[j].Addr()) })
+	next := netip.IPv4Unspecified() // the first address not yet covered
+	if f == IPv6 {
+		next = netip.IPv6Unspecified()
+	}
+	for _, p := range ps {
+		if next.Less(p.Addr()) {
+			return false // gap before p
+		}
+		last := lastAddr(p)
+		if !last.Less(next) {
+			n := last.Next()
+			if !n.IsValid() {
+				return true // reached the end of the address space
+			}
+			next = n
+		}
+	}
+	return false
+}
+
+// lastAddr is the highest address in p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}

@@ -54,3 +54,33 @@ func TestValidateNamesTheField(t *testing.T) {
 		t.Errorf("default spec invalid: %v", err)
 	}
 }
+
+func TestCoveredFamily(t *testing.T) {
+	cases := []struct {
+		in   []string
+		want redirect.Family
+	}{
+		{nil, ""},
+		{[]string{"0.0.0.0/0"}, redirect.IPv4},
+		{[]string{"0.0.0.0/1", "128.0.0.0/1"}, redirect.IPv4},
+		{[]string{"128.0.0.0/1", "10.0.0.0/8", "0.0.0.0/1"}, redirect.IPv4},
+		{[]string{"0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/1"}, redirect.IPv4},
+		{[]string{"0.0.0.0/1", "128.0.0.0/2"}, ""},
+		{[]string{"0.0.0.0/1", "192.0.0.0/2"}, ""},
+		{[]string{"10.0.0.0/8", "192.168.0.0/16"}, ""},
+		{[]string{"::/1", "8000::/1"}, redirect.IPv6},
+		{[]string{"::/0"}, redirect.IPv6},
+		{[]string{"::/1", "0.0.0.0/1"}, ""},
+		{[]string{"::/1", "c000::/2", "8000::/2"}, redirect.IPv6},
+		{[]string{"255.255.255.255/32", "0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/3", "224.0.0.0/4", "240.0.0.0/5", "248.0.0.0/6", "252.0.0.0/7", "254.0.0.0/8", "255.0.0.0/9", "255.128.0.0/9"}, ""},
+	}
+	for _, c := range cases {
+		var ps []netip.Prefix
+		for _, s := range c.in {
+			ps = append(ps, netip.MustParsePrefix(s))
+		}
+		if got := redirect.CoveredFamily(ps); got != c.want {
+			t.Errorf("CoveredFamily(%v) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
