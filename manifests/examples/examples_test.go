@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -39,6 +40,16 @@ type rendered struct {
 	configMaps  map[string]*corev1.ConfigMap // by namespace/name
 	policies    map[string][]*networkingv1.NetworkPolicy
 	deployments []*appsv1.Deployment
+	admission   int // ValidatingAdmissionPolicy objects and bindings
+}
+
+// clusterScoped reports the kinds of the examples that have no namespace.
+func clusterScoped(obj runtime.Object) bool {
+	switch obj.(type) {
+	case *corev1.Namespace, *admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+		return true
+	}
+	return false
 }
 
 // render runs kustomize on dir and decodes every object strictly: unknown or
@@ -75,6 +86,8 @@ func render(t *testing.T, dir string) rendered {
 			out.policies[o.Namespace] = append(out.policies[o.Namespace], o)
 		case *appsv1.Deployment:
 			out.deployments = append(out.deployments, o)
+		case *admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			out.admission++ // manifests/policies, tested against a real API server there
 		default:
 			t.Fatalf("unexpected kind %s in %s: extend this test", gvk, dir)
 		}
@@ -97,7 +110,7 @@ func checkMeta(t *testing.T, obj runtime.Object) {
 	for _, e := range validation.IsDNS1123Subdomain(m.GetName()) {
 		t.Errorf("%T %q: bad name: %s", obj, m.GetName(), e)
 	}
-	if _, isNS := obj.(*corev1.Namespace); !isNS && m.GetNamespace() == "" {
+	if !clusterScoped(obj) && m.GetNamespace() == "" {
 		t.Errorf("%T %q has no namespace", obj, m.GetName())
 	}
 	checkLabels(t, m.GetName(), m.GetLabels())
@@ -152,6 +165,9 @@ func effectiveMode(t *testing.T, r rendered, d *appsv1.Deployment) (config.Mode,
 func TestExamples(t *testing.T) {
 	r := render(t, ".")
 
+	if r.admission != 2 {
+		t.Errorf("the examples render %d admission objects; want the policy and its binding (component manifests/policies)", r.admission)
+	}
 	if len(r.deployments) != 3 {
 		t.Fatalf("want one Deployment per mode (3), got %d", len(r.deployments))
 	}
