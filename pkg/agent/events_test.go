@@ -129,6 +129,7 @@ func TestPodsWithoutRules(t *testing.T) {
 	createPod(t, cs, ns, "no-sidecar", node, false, nil)
 	createPod(t, cs, ns, "other-node", "elsewhere", true, nil)
 	createPod(t, cs, ns, "recreated", node, true, nil)
+	createHostNetworkPod(t, cs, ns, "hostnet", node)
 
 	cfg := testConfig(t)
 	cfg.RepairPods = true
@@ -155,8 +156,11 @@ func TestPodsWithoutRules(t *testing.T) {
 	// done: wait for the whole check to have run before asserting on it.
 	waitFor(t, 10*time.Second, func() (bool, string) {
 		m := h.scrape(t)
-		if m["authbridge_pods_without_rules"] != 3 || m["authbridge_pods_repaired_total"] != 1 {
-			return false, "pods_without_rules gauge 3 and pods_repaired_total 1"
+		if m["authbridge_pods_without_rules"] != 3 || m["authbridge_pods_repaired_total"] != 1 || m["authbridge_hostnetwork_pods"] != 1 {
+			return false, "pods_without_rules gauge 3, hostnetwork_pods 1 and pods_repaired_total 1"
+		}
+		if len(eventsWithReason(events(t, cs, ns, "Pod", "hostnet"), ReasonNotEnforceable)) == 0 {
+			return false, "hostnet " + ReasonNotEnforceable + " event"
 		}
 		for _, p := range []string{"missing", "orphan", "recreated"} {
 			if len(eventsWithReason(events(t, cs, ns, "Pod", p), ReasonEgressRulesMissing)) == 0 {
@@ -188,9 +192,15 @@ func TestPodsWithoutRules(t *testing.T) {
 	if v := h.scrape(t)["authbridge_pods_repaired_total"]; v != 1 {
 		t.Errorf("pods_repaired_total = %v", v)
 	}
-	// A second check does not repeat the event.
+	// A second check does not repeat the events.
 	h.a.CheckPodsWithoutRules(context.Background())
 	if n := len(eventsWithReason(events(t, cs, ns, "Pod", "orphan"), ReasonEgressRulesMissing)); n != 1 {
 		t.Errorf("orphan: event repeated (%d)", n)
+	}
+	if n := len(eventsWithReason(events(t, cs, ns, "Pod", "hostnet"), ReasonNotEnforceable)); n != 1 {
+		t.Errorf("hostnet: %d %s events, want 1", n, ReasonNotEnforceable)
+	}
+	if n := len(eventsWithReason(events(t, cs, ns, "Pod", "hostnet"), ReasonEgressRulesMissing)); n != 0 {
+		t.Errorf("hostnet: %d %s events; a hostNetwork pod is not a pod without rules to repair", n, ReasonEgressRulesMissing)
 	}
 }
