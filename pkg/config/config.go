@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,10 +52,21 @@ const (
 // SecurityModelVersion is the version of docs/security-model.md an admin must
 // acknowledge to allow cooperative mode. Bump it when the document's threat
 // table changes, so every acknowledgement is re-read.
+//
+// v2 (issue 11): the mark bypass, invalid-state, ICMP and ND rules changed;
+// a pod annotation may only strengthen its namespace's mode; the
+// admission policy (manifests/policies) is what stops AF_PACKET and the
+// proxy UID; hostNetwork AuthBridge pods are reported.
 const (
-	SecurityModelVersion = "security-model-v1"
+	SecurityModelVersion = "security-model-v2"
 	SecurityModelDoc     = "docs/security-model.md"
 )
+
+// PreviousSecurityModelVersions are the versions an acknowledgement may
+// still name after an upgrade: the agent refuses them with an error that
+// names the current version and the section of the document saying what
+// changed.
+var PreviousSecurityModelVersions = []string{"security-model-v1"}
 
 // Policy is the enforcement policy: what mode pods get and how rules look.
 type Policy struct {
@@ -162,6 +174,9 @@ func (p Policy) Validate() error {
 	if p.AllowCooperative && p.AcknowledgeCooperativeRisks != SecurityModelVersion {
 		if p.AcknowledgeCooperativeRisks == "" {
 			return fmt.Errorf("field allowCooperative: cooperative mode is weaker than enforce-redirect; read %s and set acknowledgeCooperativeRisks: %q to allow it", SecurityModelDoc, SecurityModelVersion)
+		}
+		if slices.Contains(PreviousSecurityModelVersions, p.AcknowledgeCooperativeRisks) {
+			return fmt.Errorf("field acknowledgeCooperativeRisks: %q acknowledges an older %s; read what changed (section \"Changes from %s\") and set acknowledgeCooperativeRisks: %q", p.AcknowledgeCooperativeRisks, SecurityModelDoc, p.AcknowledgeCooperativeRisks, SecurityModelVersion)
 		}
 		return fmt.Errorf("field acknowledgeCooperativeRisks: %q is stale or wrong; read the current %s and set acknowledgeCooperativeRisks: %q", p.AcknowledgeCooperativeRisks, SecurityModelDoc, SecurityModelVersion)
 	}

@@ -77,7 +77,7 @@ func TestParseAgentFullConfig(t *testing.T) {
 	in := `
 defaultMode: auto
 allowCooperative: true
-acknowledgeCooperativeRisks: security-model-v1
+acknowledgeCooperativeRisks: security-model-v2
 backends: [iptables-nft, nftables]
 sidecarContainerNames: [authbridge-proxy, envoy-proxy]
 proxyUID: 1500
@@ -255,7 +255,7 @@ func TestParseAgentBadValuesNameTheField(t *testing.T) {
 
 // The three acknowledgement cases the security model depends on (issue 6).
 func TestCooperativeNeedsCurrentAcknowledgement(t *testing.T) {
-	if SecurityModelVersion != "security-model-v1" || SecurityModelDoc != "docs/security-model.md" {
+	if SecurityModelVersion != "security-model-v2" || SecurityModelDoc != "docs/security-model.md" {
 		t.Fatalf("the docs quote %q and %q; update docs/security-model.md and this test together", SecurityModelVersion, SecurityModelDoc)
 	}
 	cases := []struct {
@@ -266,17 +266,22 @@ func TestCooperativeNeedsCurrentAcknowledgement(t *testing.T) {
 		{
 			name:    "missing acknowledgement",
 			in:      "allowCooperative: true\n",
-			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v1"`, "allowCooperative"},
+			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v2"`, "allowCooperative"},
 		},
 		{
 			name:    "empty acknowledgement",
 			in:      "allowCooperative: true\nacknowledgeCooperativeRisks: \"\"\n",
-			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v1"`},
+			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v2"`},
 		},
 		{
 			name:    "stale acknowledgement",
 			in:      "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v0\n",
-			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v0"`, "stale", `"security-model-v1"`},
+			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v0"`, "stale", `"security-model-v2"`},
+		},
+		{
+			name:    "previous version's acknowledgement after the upgrade",
+			in:      "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n",
+			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v1"`, "older", `Changes from security-model-v1`, `"security-model-v2"`},
 		},
 		{
 			name:    "wrong acknowledgement",
@@ -285,25 +290,25 @@ func TestCooperativeNeedsCurrentAcknowledgement(t *testing.T) {
 		},
 		{
 			name:    "acknowledgement with stray whitespace is not the version",
-			in:      "allowCooperative: true\nacknowledgeCooperativeRisks: \"security-model-v1 \"\n",
+			in:      "allowCooperative: true\nacknowledgeCooperativeRisks: \"security-model-v2 \"\n",
 			wantErr: []string{"acknowledgeCooperativeRisks"},
 		},
 		{
 			name: "current acknowledgement",
-			in:   "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n",
+			in:   "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2\n",
 		},
 		{
 			name: "current acknowledgement with defaultMode none",
-			in:   "defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n",
+			in:   "defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2\n",
 		},
 		{
 			name:    "defaultMode none without allowCooperative",
 			in:      "defaultMode: none\n",
-			wantErr: []string{"defaultMode", "allowCooperative: true", "docs/security-model.md", "security-model-v1"},
+			wantErr: []string{"defaultMode", "allowCooperative: true", "docs/security-model.md", "security-model-v2"},
 		},
 		{
 			name:    "defaultMode none with an acknowledgement but no allowCooperative",
-			in:      "defaultMode: none\nacknowledgeCooperativeRisks: security-model-v1\n",
+			in:      "defaultMode: none\nacknowledgeCooperativeRisks: security-model-v2\n",
 			wantErr: []string{"defaultMode", "allowCooperative: true"},
 		},
 		{
@@ -345,9 +350,10 @@ func TestCooperativeNeedsCurrentAcknowledgement(t *testing.T) {
 // The messages quoted verbatim in docs/security-model.md.
 func TestAcknowledgementMessagesQuotedInDocs(t *testing.T) {
 	want := map[string]string{
-		"allowCooperative: true\n": `agent config: field allowCooperative: cooperative mode is weaker than enforce-redirect; read docs/security-model.md and set acknowledgeCooperativeRisks: "security-model-v1" to allow it`,
-		"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v0\n": `agent config: field acknowledgeCooperativeRisks: "security-model-v0" is stale or wrong; read the current docs/security-model.md and set acknowledgeCooperativeRisks: "security-model-v1"`,
-		"defaultMode: none\n": `agent config: field defaultMode: "none" needs allowCooperative: true (with acknowledgeCooperativeRisks: "security-model-v1"); see docs/security-model.md`,
+		"allowCooperative: true\n": `agent config: field allowCooperative: cooperative mode is weaker than enforce-redirect; read docs/security-model.md and set acknowledgeCooperativeRisks: "security-model-v2" to allow it`,
+		"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v0\n": `agent config: field acknowledgeCooperativeRisks: "security-model-v0" is stale or wrong; read the current docs/security-model.md and set acknowledgeCooperativeRisks: "security-model-v2"`,
+		"defaultMode: none\n": `agent config: field defaultMode: "none" needs allowCooperative: true (with acknowledgeCooperativeRisks: "security-model-v2"); see docs/security-model.md`,
+		"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n": `agent config: field acknowledgeCooperativeRisks: "security-model-v1" acknowledges an older docs/security-model.md; read what changed (section "Changes from security-model-v1") and set acknowledgeCooperativeRisks: "security-model-v2"`,
 	}
 	for in, msg := range want {
 		_, err := ParseAgent([]byte(in))
@@ -364,15 +370,15 @@ func TestWeakenings(t *testing.T) {
 	}{
 		{"", nil},
 		{"defaultMode: enforce-redirect\ninboundRedirect: true\nkeepEntryOnUpgrade: true", nil},
-		{"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1", []string{"allowCooperative"}},
+		{"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2", []string{"allowCooperative"}},
 		{"defaultMode: auto", []string{"defaultMode=auto"}},
-		{"defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1", []string{"allowCooperative", "defaultMode=none"}},
+		{"defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2", []string{"allowCooperative", "defaultMode=none"}},
 		{"excludeOutboundCIDRs: [169.254.169.254/32]", []string{"excludeOutboundCIDRs"}},
 		{"excludeOutboundPorts: [5432]", []string{"excludeOutboundPorts"}},
 		{"allowedPodNameservers: [8.8.8.8/32, \"2001:4860:4860::8888/128\"]", []string{"allowedPodNameservers"}},
 		{"markBypass: true", []string{"markBypass"}},
 		{
-			"defaultMode: auto\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\nexcludeOutboundCIDRs: [10.0.0.0/8]\nexcludeOutboundPorts: [22]",
+			"defaultMode: auto\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2\nexcludeOutboundCIDRs: [10.0.0.0/8]\nexcludeOutboundPorts: [22]",
 			[]string{"allowCooperative", "defaultMode=auto", "excludeOutboundCIDRs", "excludeOutboundPorts"},
 		},
 	}
@@ -440,7 +446,7 @@ func FuzzParseAgent(f *testing.F) {
 		"",
 		"{}",
 		"defaultMode: auto\n",
-		"defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n",
+		"defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2\n",
 		"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v0\n",
 		"backends: [iptables-legacy]\nproxyUID: 1500\noutboundPort: 15001\n",
 		"excludeOutboundCIDRs: [10.0.0.0/8, \"fd00::/8\"]\nexcludeOutboundPorts: [22]\n",

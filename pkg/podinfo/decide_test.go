@@ -119,7 +119,7 @@ func TestDecide(t *testing.T) {
 			want: Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonAnnotation, Requested: config.ModeNone}},
 		{name: "annotation none needs no node state", pod: abPod(ann("none")), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: nil,
 			want: Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonAnnotation, Requested: config.ModeNone}},
-		{name: "annotation beats namespace", pod: abPod(ann("enforce-redirect")), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: capable,
+		{name: "annotation strengthens the namespace", pod: abPod(ann("enforce-redirect")), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: capable,
 			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonAnnotation, Requested: config.ModeEnforceRedirect,
 				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
 		{name: "namespace beats default", pod: abPod(nil), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: capable,

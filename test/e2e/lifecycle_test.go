@@ -166,7 +166,7 @@ func (e *env) setCooperative(t *testing.T, allow bool) {
 	}
 	cfg := strings.Join(kept, "\n")
 	if allow {
-		cfg = "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n" + cfg
+		cfg = "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2\n" + cfg
 	} else {
 		cfg = "allowCooperative: false\n" + cfg
 	}
