@@ -271,9 +271,14 @@ func TestModes(t *testing.T) {
 	strict := e.conflist("abnet", fams, e.abConf(nil))
 	coop := e.conflist("abnet", fams, e.abConf(ack))
 
+	// A pod annotation may only strengthen its namespace's mode: pods that
+	// say none or auto get a namespace whose ConfigMap allows it.
 	run := func(t *testing.T, l *libcni.NetworkConfigList, annotations map[string]string, sidecar bool) (*pod, error) {
 		nsName := uniqueNS("mode")
 		uid := createPod(t, nsName, "agent", annotations, sidecar, nil)
+		if m := annotations[config.AnnotationEgressEnforcement]; m == "none" || m == "auto" {
+			createConfigMap(t, nsName, "egressEnforcement: "+m+"\n")
+		}
 		p := e.newPod(nsName, "agent", uid)
 		err := e.add(l, p)
 		t.Cleanup(func() { _ = e.del(l, p) })
@@ -301,6 +306,17 @@ func TestModes(t *testing.T) {
 		if err := e.check(coop, p); err != nil {
 			t.Fatalf("CHECK of a cooperative pod: %v", err)
 		}
+	})
+	t.Run("annotation weaker than the namespace is refused", func(t *testing.T) {
+		nsName := uniqueNS("weaker")
+		uid := createPod(t, nsName, "agent", ann("none"), true, nil)
+		p := e.newPod(nsName, "agent", uid)
+		err := e.add(coop, p)
+		t.Cleanup(func() { _ = e.del(coop, p) })
+		if err == nil || !strings.Contains(err.Error(), `"none" is weaker than "enforce-redirect"`) || !strings.Contains(err.Error(), "ConfigMap "+nsName+"/authbridge-runtime-config") {
+			t.Fatalf("ADD = %v; want refusal naming the annotation and the ConfigMap that would allow it", err)
+		}
+		noRules(t, p)
 	})
 	t.Run("unknown annotation value", func(t *testing.T) {
 		_, err := run(t, coop, ann("disabled"), true)
@@ -348,6 +364,7 @@ func TestModes(t *testing.T) {
 		e2 := newEnv(t, envOpts{state: incapable})
 		nsName := uniqueNS("auto")
 		uid := createPod(t, nsName, "agent", ann("auto"), true, nil)
+		createConfigMap(t, nsName, "egressEnforcement: auto\n")
 		p := e2.newPod(nsName, "agent", uid)
 		err := e2.add(e2.conflist("abnet", fams, e2.abConf(nil)), p)
 		if err == nil || !strings.Contains(err.Error(), "nf_tables: operation not supported") || !strings.Contains(err.Error(), "allowCooperative") {
