@@ -155,7 +155,7 @@ func effectiveMode(t *testing.T, r rendered, d *appsv1.Deployment) (config.Mode,
 	pod := &corev1.Pod{ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec}
 	pod.Namespace, pod.Name = d.Namespace, d.Name
 	state := &nodestate.State{Results: []nodestate.BackendResult{{Backend: redirect.BackendNFTables, Works: true}}}
-	dec, err := podinfo.Decide(pod, nc, a.Policy, state)
+	dec, err := podinfo.Decide(pod, nc, a.Policy, state, "")
 	if err != nil {
 		t.Fatalf("%s: the plugin would refuse this pod: %v", d.Name, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	nodev1 "k8s.io/api/node/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -127,10 +128,18 @@ func TestRBACFromManifests(t *testing.T) {
 	if _, err := sa.CoreV1().ConfigMaps(ns).Get(ctx, "authbridge-runtime-config", metav1.GetOptions{}); err != nil {
 		t.Errorf("get configmap: %v", err)
 	}
+	if _, err := adm.NodeV1().RuntimeClasses().Create(ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "rbac-gvisor"}, Handler: "runsc"}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if rc, err := sa.NodeV1().RuntimeClasses().Get(ctx, "rbac-gvisor", metav1.GetOptions{}); err != nil || rc.Handler != "runsc" {
+		t.Errorf("get runtimeclass: %v", err)
+	}
 
 	// And no more.
 	forbidden := map[string]error{}
 	_, forbidden["get secrets"] = sa.CoreV1().Secrets(ns).Get(ctx, "x", metav1.GetOptions{})
+	_, forbidden["list runtimeclasses"] = sa.NodeV1().RuntimeClasses().List(ctx, metav1.ListOptions{})
+	_, forbidden["create runtimeclasses"] = sa.NodeV1().RuntimeClasses().Create(ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "evil"}, Handler: "runc"}, metav1.CreateOptions{})
 	_, forbidden["list secrets cluster-wide"] = sa.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
 	forbidden["delete nodes"] = sa.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{})
 	_, forbidden["create nodes"] = sa.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "evil"}}, metav1.CreateOptions{})

@@ -306,7 +306,13 @@ func (p *Plugin) decide(args *skel.CmdArgs, conf *Conf, k8s K8sArgs, r *record) 
 	if stErr == nil {
 		state = &st
 	}
-	d, err := podinfo.Decide(pod, nsCfg, conf.Policy, state)
+	var handler string
+	if rc := pod.Spec.RuntimeClassName; rc != nil && *rc != "" {
+		if handler, err = src.GetRuntimeClassHandler(ctx, *rc); err != nil {
+			return decision{}, err
+		}
+	}
+	d, err := podinfo.Decide(pod, nsCfg, conf.Policy, state, handler)
 	if err != nil {
 		if errors.Is(err, podinfo.ErrNoNodeState) && stErr != nil {
 			return decision{}, fmt.Errorf("%w: %v", err, stErr)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -88,6 +89,15 @@ type Policy struct {
 	// redirection below the pod netns's netfilter, so the plugin's rules
 	// cannot enforce anything for them. An entry ending in "*" is a prefix.
 	VMRuntimeClasses []string `json:"vmRuntimeClasses,omitempty"`
+	// NetfilterRuntimeHandlers are the runtime handlers whose pods' traffic
+	// crosses the pod netns's netfilter (runc, crun): only their pods get
+	// rules. A pod's handler is its RuntimeClass's, else the node's default
+	// handler (read by the agent from the runtime's config; "" when it
+	// could not tell). Every other handler (gVisor's runsc, Kata's VMs) is
+	// treated like a vmRuntimeClasses pod: enforce-redirect fails closed,
+	// auto goes cooperative (reason sandboxed-runtime). vmRuntimeClasses
+	// keeps working on top of this, by RuntimeClass name.
+	NetfilterRuntimeHandlers []string `json:"netfilterRuntimeHandlers,omitempty"`
 
 	ProxyUID             uint32   `json:"proxyUID,omitempty"`
 	OutboundPort         uint16   `json:"outboundPort,omitempty"`
@@ -121,6 +131,17 @@ const DefaultSidecarContainerName = "authbridge-proxy"
 // kata-clh, kata-qemu-tdx, kata-remote for peer-pods, ...).
 const DefaultVMRuntimeClasses = "kata*"
 
+// DefaultNetfilterRuntimeHandlers are the OCI runtimes that run a pod's
+// processes in the pod netns itself, and "" (the node's default handler when
+// the agent could not read it from the runtime's config).
+var DefaultNetfilterRuntimeHandlers = []string{"runc", "crun", ""}
+
+// IsNetfilterHandler reports whether pods of runtime handler h send their
+// traffic through the pod netns's netfilter (see NetfilterRuntimeHandlers).
+func (p Policy) IsNetfilterHandler(h string) bool {
+	return slices.Contains(p.NetfilterRuntimeHandlers, h)
+}
+
 // IsVMRuntimeClass reports whether a pod's runtimeClassName is a VM sandbox.
 func (p Policy) IsVMRuntimeClass(name string) bool {
 	if name == "" {
@@ -147,6 +168,9 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if len(p.VMRuntimeClasses) == 0 {
 		p.VMRuntimeClasses = []string{DefaultVMRuntimeClasses}
+	}
+	if p.NetfilterRuntimeHandlers == nil {
+		p.NetfilterRuntimeHandlers = append([]string(nil), DefaultNetfilterRuntimeHandlers...)
 	}
 	if p.ProxyUID == 0 {
 		p.ProxyUID = redirect.DefaultProxyUID
@@ -199,6 +223,17 @@ func (p Policy) Validate() error {
 	for _, c := range p.VMRuntimeClasses {
 		if c == "" || c == "*" {
 			return fmt.Errorf("field vmRuntimeClasses: %q: list RuntimeClass names (a trailing * is a prefix, default %q); \"*\" would mark every pod as a VM sandbox", c, DefaultVMRuntimeClasses)
+		}
+	}
+	if len(p.NetfilterRuntimeHandlers) == 0 {
+		return fmt.Errorf("field netfilterRuntimeHandlers: empty list: no pod could get rules; remove the key for the default %q, or list the handlers whose pods share the pod netns (runc, crun)", DefaultNetfilterRuntimeHandlers)
+	}
+	for _, h := range p.NetfilterRuntimeHandlers {
+		if h == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(h); len(errs) > 0 {
+			return fmt.Errorf("field netfilterRuntimeHandlers: %q is not a runtime handler name (%s); list handler names as in RuntimeClass.handler, e.g. runc, crun, and \"\" for an unknown node default", h, strings.Join(errs, "; "))
 		}
 	}
 	for _, n := range p.SidecarContainerNames {

@@ -93,7 +93,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"mode"}),
 		CooperativePods: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "cooperative_pods_total",
-			Help: "Successful ADDs of AuthBridge pods left in cooperative mode (no redirect), by reason: annotation, namespace-configmap, cluster-default, auto-incapable-node, vm-runtime-class.",
+			Help: "Successful ADDs of AuthBridge pods left in cooperative mode (no redirect), by reason: annotation, namespace-configmap, cluster-default, auto-incapable-node, vm-runtime-class, sandboxed-runtime.",
 		}, []string{"reason"}),
 		ConflistReinsertions: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "conflist_reinsertions_total",

@@ -59,7 +59,11 @@ func IsAuthBridgePod(pod *corev1.Pod, sidecarNames []string) bool {
 // Decide chooses the pod's mode. policy must be defaulted (WithDefaults).
 // state may be nil when the node state could not be read; Decide then fails
 // (wrapping ErrNoNodeState) for every mode that needs it.
-func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *nodestate.State) (Decision, error) {
+//
+// handler is the runtime handler of the pod's RuntimeClass, "" when the pod
+// has none (then the node's default handler from state counts). Only pods
+// of a handler in policy.NetfilterRuntimeHandlers get rules.
+func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *nodestate.State, handler string) (Decision, error) {
 	if pod == nil {
 		return Decision{}, errors.New("no pod to decide for")
 	}
@@ -97,6 +101,18 @@ func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *no
 		if state == nil {
 			return Decision{}, fmt.Errorf("pod %s/%s needs egress enforcement (%q from %s): %w", pod.Namespace, pod.Name, requested, where, ErrNoNodeState)
 		}
+		if h, from := runtimeHandler(pod, handler, state); !policy.IsNetfilterHandler(h) {
+			// Rules in the pod netns would be verified, yet a sandboxed
+			// runtime's traffic may never cross them (gVisor's netstack
+			// sends over AF_PACKET, a VM leaves through tc below
+			// netfilter): reporting such a pod as enforced would be a lie.
+			why := fmt.Sprintf("its runtime handler %q (%s) is not in netfilterRuntimeHandlers %q: a sandboxed runtime's traffic does not cross netfilter in the pod's network namespace, so authbridge-cni cannot enforce egress for it", h, from, policy.NetfilterRuntimeHandlers)
+			if requested == config.ModeAuto {
+				return cooperative(podmode.ReasonSandboxedRuntime, fmt.Sprintf("egress enforcement %q (from %s): %s", config.ModeAuto, where, why))
+			}
+			return Decision{}, fmt.Errorf("pod %s/%s needs egress enforcement %q (from %s) but %s; enforce inside the sandbox instead, use %q with allowCooperative (see %s), or, if this handler does run pods in the pod's network namespace, add it to netfilterRuntimeHandlers in the agent config",
+				pod.Namespace, pod.Name, requested, where, why, config.ModeAuto, config.SecurityModelDoc)
+		}
 		working := state.Working(policy.Backends)
 		if len(working) == 0 && requested == config.ModeAuto {
 			return cooperative(podmode.ReasonAutoIncapableNode, fmt.Sprintf("egress enforcement %q (from %s) found no working redirect backend on this node (%s)", config.ModeAuto, where, ProbeSummary(*state, policy.Backends)))
@@ -109,6 +125,18 @@ func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *no
 		return Decision{Mode: podmode.EnforceRedirect, Reason: reason, Backends: working, Requested: requested}, nil
 	}
 	return Decision{}, fmt.Errorf("pod %s/%s: unhandled mode %q", pod.Namespace, pod.Name, requested)
+}
+
+// runtimeHandler is the pod's runtime handler and where it came from: its
+// RuntimeClass's, else the node's default (state is not nil here).
+func runtimeHandler(pod *corev1.Pod, handler string, state *nodestate.State) (string, string) {
+	if rc := pod.Spec.RuntimeClassName; rc != nil && *rc != "" {
+		return handler, fmt.Sprintf("RuntimeClass %q", *rc)
+	}
+	if state.DefaultRuntimeHandler == "" {
+		return "", "the node's default handler, which the agent could not read from the runtime's config"
+	}
+	return state.DefaultRuntimeHandler, "the node's default handler"
 }
 
 // strength orders the modes: enforce-redirect always enforces, auto may

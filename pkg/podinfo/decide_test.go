@@ -30,6 +30,12 @@ func withRuntimeClass(p *corev1.Pod, rc string) *corev1.Pod {
 	return p
 }
 
+func withDefaultHandler(s *nodestate.State, h string) *nodestate.State {
+	c := *s
+	c.DefaultRuntimeHandler = h
+	return &c
+}
+
 func policy(mut func(*config.Policy)) config.Policy {
 	p := config.Policy{}
 	if mut != nil {
@@ -76,6 +82,7 @@ func TestDecide(t *testing.T) {
 		ns      NamespaceConfig
 		policy  config.Policy
 		state   *nodestate.State
+		handler string // the pod's RuntimeClass handler
 		want    Decision
 		wantErr []string
 	}{
@@ -155,7 +162,28 @@ func TestDecide(t *testing.T) {
 			wantErr: []string{"VM sandbox", "not allowed", "allowCooperative"}},
 		{name: "none in a Kata pod is plain cooperative", pod: withRuntimeClass(abPod(ann("none")), "kata"), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: capable,
 			want: Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonAnnotation, Requested: config.ModeNone}},
-		{name: "a runc RuntimeClass is enforced", pod: withRuntimeClass(abPod(nil), "runc-hardened"), policy: policy(nil), state: capable,
+		// Runtime handlers: only those whose traffic crosses the pod netns.
+		{name: "gVisor RuntimeClass fails closed", pod: withRuntimeClass(abPod(nil), "gvisor"), handler: "runsc", policy: policy(allowCoop), state: capable,
+			wantErr: []string{"team/agent", `runtime handler "runsc"`, `RuntimeClass "gvisor"`, "netfilterRuntimeHandlers", "sandboxed runtime"}},
+		{name: "auto with gVisor is cooperative (sandboxed-runtime)", pod: withRuntimeClass(abPod(nil), "gvisor"), handler: "runsc", ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(allowCoop), state: capable,
+			want: Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonSandboxedRuntime, Requested: config.ModeAuto}},
+		{name: "auto with gVisor fails when cooperative is not allowed", pod: withRuntimeClass(abPod(nil), "gvisor"), handler: "runsc", ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(nil), state: capable,
+			wantErr: []string{`runtime handler "runsc"`, "not allowed"}},
+		{name: "Kata under a RuntimeClass name vmRuntimeClasses misses", pod: withRuntimeClass(abPod(nil), "secure"), handler: "kata-qemu", policy: policy(nil), state: capable,
+			wantErr: []string{`runtime handler "kata-qemu"`, `RuntimeClass "secure"`}},
+		{name: "node whose default handler is a VM", pod: abPod(nil), policy: policy(nil), state: withDefaultHandler(capable, "kata"),
+			wantErr: []string{`runtime handler "kata"`, "the node's default handler"}},
+		{name: "node whose default handler is runc enforces", pod: abPod(nil), policy: policy(nil), state: withDefaultHandler(capable, "runc"),
+			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonClusterDefault, Requested: config.ModeEnforceRedirect,
+				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
+		{name: "an unknown node default handler is refused when \"\" is not listed", pod: abPod(nil), state: capable,
+			policy:  policy(func(p *config.Policy) { p.NetfilterRuntimeHandlers = []string{"runc", "crun"} }),
+			wantErr: []string{`runtime handler ""`, "could not read"}},
+		{name: "netfilterRuntimeHandlers is configurable", pod: withRuntimeClass(abPod(nil), "youki"), handler: "youki", state: capable,
+			policy: policy(func(p *config.Policy) { p.NetfilterRuntimeHandlers = []string{"runc", "youki"} }),
+			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonClusterDefault, Requested: config.ModeEnforceRedirect,
+				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
+		{name: "a runc RuntimeClass is enforced", pod: withRuntimeClass(abPod(nil), "runc-hardened"), handler: "runc", policy: policy(nil), state: capable,
 			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonClusterDefault, Requested: config.ModeEnforceRedirect,
 				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
 		{name: "vmRuntimeClasses is configurable (exact names)", pod: withRuntimeClass(abPod(nil), "gvisor-vm"), state: capable,
@@ -164,7 +192,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Decide(tc.pod, tc.ns, tc.policy, tc.state)
+			got, err := Decide(tc.pod, tc.ns, tc.policy, tc.state, tc.handler)
 			if tc.wantErr != nil {
 				if err == nil {
 					t.Fatalf("Decide = %+v, want error", got)
@@ -184,7 +212,7 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Decide(abPod(nil), NamespaceConfig{}, policy(nil), nil); !errors.Is(err, ErrNoNodeState) {
+	if _, err := Decide(abPod(nil), NamespaceConfig{}, policy(nil), nil, ""); !errors.Is(err, ErrNoNodeState) {
 		t.Fatalf("missing node state: error %v does not wrap ErrNoNodeState", err)
 	}
 }
@@ -305,7 +333,7 @@ func FuzzDecideAnnotation(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, ann, doc string) {
 		p := policy(allowCoop)
-		d, err := Decide(abPod(map[string]string{config.AnnotationEgressEnforcement: ann}), NamespaceConfig{}, p, capable)
+		d, err := Decide(abPod(map[string]string{config.AnnotationEgressEnforcement: ann}), NamespaceConfig{}, p, capable, "")
 		if err == nil {
 			if _, perr := config.ParseMode(strings.TrimSpace(ann)); perr != nil {
 				t.Fatalf("annotation %q accepted as %+v", ann, d)

@@ -40,6 +40,9 @@ type Source interface {
 	// GetNamespaceConfig returns the namespace's runtime config; a namespace
 	// without the ConfigMap yields the zero NamespaceConfig.
 	GetNamespaceConfig(ctx context.Context, namespace string) (NamespaceConfig, error)
+	// GetRuntimeClassHandler returns the handler of the named RuntimeClass;
+	// a missing RuntimeClass is an error (the pod could not run anyway).
+	GetRuntimeClassHandler(ctx context.Context, name string) (string, error)
 }
 
 // NamespaceConfig is the part of ConfigMap authbridge-runtime-config
