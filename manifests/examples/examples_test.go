@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -21,10 +22,11 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/podinfo"
+	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
 const (
@@ -38,6 +40,16 @@ type rendered struct {
 	configMaps  map[string]*corev1.ConfigMap // by namespace/name
 	policies    map[string][]*networkingv1.NetworkPolicy
 	deployments []*appsv1.Deployment
+	admission   int // ValidatingAdmissionPolicy objects and bindings
+}
+
+// clusterScoped reports the kinds of the examples that have no namespace.
+func clusterScoped(obj runtime.Object) bool {
+	switch obj.(type) {
+	case *corev1.Namespace, *admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+		return true
+	}
+	return false
 }
 
 // render runs kustomize on dir and decodes every object strictly: unknown or
@@ -74,6 +86,8 @@ func render(t *testing.T, dir string) rendered {
 			out.policies[o.Namespace] = append(out.policies[o.Namespace], o)
 		case *appsv1.Deployment:
 			out.deployments = append(out.deployments, o)
+		case *admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			out.admission++ // manifests/policies, tested against a real API server there
 		default:
 			t.Fatalf("unexpected kind %s in %s: extend this test", gvk, dir)
 		}
@@ -96,7 +110,7 @@ func checkMeta(t *testing.T, obj runtime.Object) {
 	for _, e := range validation.IsDNS1123Subdomain(m.GetName()) {
 		t.Errorf("%T %q: bad name: %s", obj, m.GetName(), e)
 	}
-	if _, isNS := obj.(*corev1.Namespace); !isNS && m.GetNamespace() == "" {
+	if !clusterScoped(obj) && m.GetNamespace() == "" {
 		t.Errorf("%T %q has no namespace", obj, m.GetName())
 	}
 	checkLabels(t, m.GetName(), m.GetLabels())
@@ -117,44 +131,43 @@ func checkLabels(t *testing.T, what string, labels map[string]string) {
 	}
 }
 
-// effectiveMode resolves a pod's mode the way the plugin does: the pod
-// annotation beats the namespace ConfigMap, which beats the cluster default.
+// effectiveMode resolves a pod's mode with the plugin's own decision
+// (podinfo.Decide: the namespace ConfigMap, else the cluster default; an
+// annotation may only strengthen it), on a cluster that allows cooperative
+// mode and a capable node, and returns the requested mode and its source.
 func effectiveMode(t *testing.T, r rendered, d *appsv1.Deployment) (config.Mode, string) {
 	t.Helper()
-	if v, ok := d.Spec.Template.Annotations[config.AnnotationEgressEnforcement]; ok {
-		m, err := config.ParseMode(v)
-		if err != nil {
-			t.Fatalf("%s: annotation: %v", d.Name, err)
-		}
-		return m, "annotation"
-	}
+	var nc podinfo.NamespaceConfig
 	if cm, ok := r.configMaps[d.Namespace+"/"+config.NamespaceConfigMap]; ok {
 		raw, ok := cm.Data[config.NamespaceConfigMapKey]
 		if !ok {
 			t.Fatalf("%s/%s lacks key %s", cm.Namespace, cm.Name, config.NamespaceConfigMapKey)
 		}
-		var nc struct {
-			EgressEnforcement string `json:"egressEnforcement"`
+		var err error
+		if nc, err = podinfo.ParseNamespaceConfig(d.Namespace, []byte(raw)); err != nil {
+			t.Fatal(err)
 		}
-		if err := yaml.UnmarshalStrict([]byte(raw), &nc); err != nil {
-			t.Fatalf("%s/%s %s: %v", cm.Namespace, cm.Name, config.NamespaceConfigMapKey, err)
-		}
-		m, err := config.ParseMode(nc.EgressEnforcement)
-		if err != nil {
-			t.Fatalf("%s/%s: egressEnforcement: %v", cm.Namespace, cm.Name, err)
-		}
-		return m, "namespace-configmap"
 	}
-	def, err := config.ParseAgent(nil)
+	a, err := config.ParseAgent([]byte("allowCooperative: true\nacknowledgeCooperativeRisks: " + config.SecurityModelVersion))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return def.DefaultMode, "cluster-default"
+	pod := &corev1.Pod{ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec}
+	pod.Namespace, pod.Name = d.Namespace, d.Name
+	state := &nodestate.State{Results: []nodestate.BackendResult{{Backend: redirect.BackendNFTables, Works: true}}}
+	dec, err := podinfo.Decide(pod, nc, a.Policy, state, "")
+	if err != nil {
+		t.Fatalf("%s: the plugin would refuse this pod: %v", d.Name, err)
+	}
+	return dec.Requested, string(dec.Reason)
 }
 
 func TestExamples(t *testing.T) {
 	r := render(t, ".")
 
+	if r.admission != 2 {
+		t.Errorf("the examples render %d admission objects; want the policy and its binding (component manifests/policies)", r.admission)
+	}
 	if len(r.deployments) != 3 {
 		t.Fatalf("want one Deployment per mode (3), got %d", len(r.deployments))
 	}

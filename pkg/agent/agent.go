@@ -54,6 +54,9 @@ const (
 	ReasonEnforcementFailed  = "EgressEnforcementFailed"
 	ReasonEgressRulesMissing = "EgressRulesMissing"
 	ReasonPodRepaired        = "EgressRulesRepair"
+	// ReasonNotEnforceable: an AuthBridge pod with hostNetwork: true gets
+	// no CNI ADD, so no rules; the agent says so (Warning, once per pod).
+	ReasonNotEnforceable = "EgressNotEnforceable"
 	// EventComponent is the events' source component.
 	EventComponent = "authbridge-node-agent"
 )

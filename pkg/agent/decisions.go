@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -29,6 +30,7 @@ type DecisionCache struct {
 	wait   time.Duration
 	pods   cache.SharedIndexInformer
 	cms    cache.SharedIndexInformer
+	rcs    cache.SharedIndexInformer
 	start  func(<-chan struct{})
 
 	mu      sync.Mutex
@@ -47,8 +49,10 @@ func NewDecisionCache(client kubernetes.Interface, node string, wait time.Durati
 	cf := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = "metadata.name=" + config.NamespaceConfigMap
 	}))
+	rf := informers.NewSharedInformerFactory(client, 0)
 	d := &DecisionCache{client: client, wait: wait, changed: make(chan struct{}),
-		pods: pf.Core().V1().Pods().Informer(), cms: cf.Core().V1().ConfigMaps().Informer()}
+		pods: pf.Core().V1().Pods().Informer(), cms: cf.Core().V1().ConfigMaps().Informer(),
+		rcs: rf.Node().V1().RuntimeClasses().Informer()}
 	// Only what a decision reads is kept: managed fields are the bulk of a
 	// pod object and nobody here needs them.
 	strip := func(obj any) (any, error) {
@@ -59,6 +63,7 @@ func NewDecisionCache(client kubernetes.Interface, node string, wait time.Durati
 	}
 	_ = d.pods.SetTransform(strip)
 	_ = d.cms.SetTransform(strip)
+	_ = d.rcs.SetTransform(strip)
 	notify := func(any) {
 		d.mu.Lock()
 		close(d.changed)
@@ -66,15 +71,17 @@ func NewDecisionCache(client kubernetes.Interface, node string, wait time.Durati
 		d.mu.Unlock()
 	}
 	_, _ = d.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: notify, UpdateFunc: func(_, n any) { notify(n) }})
-	d.start = func(stop <-chan struct{}) { pf.Start(stop); cf.Start(stop) }
+	d.start = func(stop <-chan struct{}) { pf.Start(stop); cf.Start(stop); rf.Start(stop) }
 	return d
 }
 
 // Start runs the informers until ctx ends.
 func (d *DecisionCache) Start(ctx context.Context) { d.start(ctx.Done()) }
 
-// Synced reports whether both informers have listed once.
-func (d *DecisionCache) Synced() bool { return d.pods.HasSynced() && d.cms.HasSynced() }
+// Synced reports whether the informers have listed once.
+func (d *DecisionCache) Synced() bool {
+	return d.pods.HasSynced() && d.cms.HasSynced() && d.rcs.HasSynced()
+}
 
 // Answer implements decision.Handler.
 func (d *DecisionCache) Answer(ctx context.Context, req decision.Request) decision.Response {
@@ -133,7 +140,29 @@ func (d *DecisionCache) Answer(ctx context.Context, req decision.Request) decisi
 			resp.NamespaceConfig = &v
 		}
 	}
+	if rc := pod.Spec.RuntimeClassName; rc != nil && *rc != "" {
+		h, err := d.runtimeHandler(ctx, *rc)
+		if err != nil {
+			return decision.Response{Error: err.Error()}
+		}
+		resp.RuntimeHandler = &h
+	}
 	return resp
+}
+
+// runtimeHandler is the handler of RuntimeClass name, from the cache or,
+// before it has synced, from the API server.
+func (d *DecisionCache) runtimeHandler(ctx context.Context, name string) (string, error) {
+	if d.rcs.HasSynced() {
+		if obj, ok, _ := d.rcs.GetStore().GetByKey(name); ok {
+			return obj.(*nodev1.RuntimeClass).Handler, nil
+		}
+	}
+	rc, err := d.client.NodeV1().RuntimeClasses().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("RuntimeClass %s: not in the node agent's cache and reading it failed: %v", name, err)
+	}
+	return rc.Handler, nil
 }
 
 // DecisionSocketPath is the decision socket in the state dir.

@@ -128,6 +128,8 @@ func TestPodsWithoutRules(t *testing.T) {
 	createPod(t, cs, ns, "has-state-name", node, true, nil)
 	createPod(t, cs, ns, "no-sidecar", node, false, nil)
 	createPod(t, cs, ns, "other-node", "elsewhere", true, nil)
+	createPod(t, cs, ns, "recreated", node, true, nil)
+	createHostNetworkPod(t, cs, ns, "hostnet", node)
 
 	cfg := testConfig(t)
 	cfg.RepairPods = true
@@ -142,6 +144,9 @@ func TestPodsWithoutRules(t *testing.T) {
 	// The plugin's files: keyed by sandbox ID, matched by podUID or name.
 	write("aaaa", map[string]any{"containerID": "aaaa", "podUID": string(byUID.UID), "namespace": ns, "pod": "renamed?", "mode": "enforce-redirect"})
 	write("bbbb", map[string]any{"containerID": "bbbb", "namespace": ns, "pod": "has-state-name", "mode": "cooperative"})
+	// A record left by a deleted pod of the same name (another UID) does
+	// not hide the recreated pod, which has no rules.
+	write("cccc", map[string]any{"containerID": "cccc", "podUID": "0c7e8b1e-0000-4000-8000-0000000000ff", "namespace": ns, "pod": "recreated", "mode": "enforce-redirect"})
 
 	h := newAgent(t, cs, node, cfg, func(o *Options) { o.PodsWithoutRulesGrace = time.Millisecond })
 	h.start(t)
@@ -151,17 +156,20 @@ func TestPodsWithoutRules(t *testing.T) {
 	// done: wait for the whole check to have run before asserting on it.
 	waitFor(t, 10*time.Second, func() (bool, string) {
 		m := h.scrape(t)
-		if m["authbridge_pods_without_rules"] != 2 || m["authbridge_pods_repaired_total"] != 1 {
-			return false, "pods_without_rules gauge 2 and pods_repaired_total 1"
+		if m["authbridge_pods_without_rules"] != 3 || m["authbridge_pods_repaired_total"] != 1 || m["authbridge_hostnetwork_pods"] != 1 {
+			return false, "pods_without_rules gauge 3, hostnetwork_pods 1 and pods_repaired_total 1"
 		}
-		for _, p := range []string{"missing", "orphan"} {
+		if len(eventsWithReason(events(t, cs, ns, "Pod", "hostnet"), ReasonNotEnforceable)) == 0 {
+			return false, "hostnet " + ReasonNotEnforceable + " event"
+		}
+		for _, p := range []string{"missing", "orphan", "recreated"} {
 			if len(eventsWithReason(events(t, cs, ns, "Pod", p), ReasonEgressRulesMissing)) == 0 {
 				return false, p + " " + ReasonEgressRulesMissing + " event"
 			}
 		}
 		return true, ""
 	})
-	for _, p := range []string{"missing", "orphan"} {
+	for _, p := range []string{"missing", "orphan", "recreated"} {
 		if n := len(eventsWithReason(events(t, cs, ns, "Pod", p), ReasonEgressRulesMissing)); n != 1 {
 			t.Errorf("%s: want 1 %s event, got %d", p, ReasonEgressRulesMissing, n)
 		}
@@ -184,9 +192,15 @@ func TestPodsWithoutRules(t *testing.T) {
 	if v := h.scrape(t)["authbridge_pods_repaired_total"]; v != 1 {
 		t.Errorf("pods_repaired_total = %v", v)
 	}
-	// A second check does not repeat the event.
+	// A second check does not repeat the events.
 	h.a.CheckPodsWithoutRules(context.Background())
 	if n := len(eventsWithReason(events(t, cs, ns, "Pod", "orphan"), ReasonEgressRulesMissing)); n != 1 {
 		t.Errorf("orphan: event repeated (%d)", n)
+	}
+	if n := len(eventsWithReason(events(t, cs, ns, "Pod", "hostnet"), ReasonNotEnforceable)); n != 1 {
+		t.Errorf("hostnet: %d %s events, want 1", n, ReasonNotEnforceable)
+	}
+	if n := len(eventsWithReason(events(t, cs, ns, "Pod", "hostnet"), ReasonEgressRulesMissing)); n != 0 {
+		t.Errorf("hostnet: %d %s events; a hostNetwork pod is not a pod without rules to repair", n, ReasonEgressRulesMissing)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/hostdns"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/runtimehandler"
 )
 
 func writeHostFile(t *testing.T, root, path, content string) {
@@ -101,6 +102,31 @@ func TestHostDNSFromHostRoot(t *testing.T) {
 			onDisk, err := nodestate.Read(h.a.StatePath())
 			if err != nil || strings.Join(onDisk.ClusterDNS, ",") != tc.wantDNS {
 				t.Errorf("state file: %+v %v", onDisk, err)
+			}
+		})
+	}
+}
+
+// The runtime's default handler goes into the node state: from containerd's
+// config under the host root, or "" when no runtime config is found.
+func TestDefaultRuntimeHandlerInNodeState(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, body, want string
+	}{
+		{"gvisor-default", runtimehandler.ContainerdConfig, "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  default_runtime_name = \"runsc\"\n", "runsc"},
+		{"crio-crun", runtimehandler.CRIOConfig, "[crio.runtime]\ndefault_runtime = \"crun\"\n", "crun"},
+		{"unknown", "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if tc.file != "" {
+				writeHostFile(t, root, tc.file, tc.body)
+			}
+			h := newAgent(t, admin(t), "node-rth-"+tc.name, testConfig(t), func(o *Options) { o.HostRoot = root })
+			h.a.ProbeOnce(context.Background())
+			onDisk, err := nodestate.Read(h.a.StatePath())
+			if err != nil || onDisk.DefaultRuntimeHandler != tc.want {
+				t.Errorf("node state default handler %q (%v), want %q", onDisk.DefaultRuntimeHandler, err, tc.want)
 			}
 		})
 	}

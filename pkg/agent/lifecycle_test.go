@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -156,6 +157,17 @@ func TestDecisionsFromCacheWithAPIServerStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A VM-sandbox pod: its RuntimeClass handler is answered too.
+	if _, err := adm.NodeV1().RuntimeClasses().Create(ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "vm-sandbox"}, Handler: "kata-qemu"}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rcName := "vm-sandbox"
+	vm := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "vm", Namespace: ns}, Spec: corev1.PodSpec{NodeName: node, RuntimeClassName: &rcName,
+		Containers: []corev1.Container{{Name: "app", Image: "x:1"}, {Name: "authbridge-proxy", Image: "x:1"}}}}
+	if _, err := adm.CoreV1().Pods(ns).Create(ctx, vm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	dc := NewDecisionCache(adm, node, 0)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -181,8 +193,11 @@ func TestDecisionsFromCacheWithAPIServerStopped(t *testing.T) {
 		return r
 	}
 	r := ask("early", string(pod.UID))
-	if r.Error != "" || r.Source != decision.SourceCache || r.Pod == nil || r.Pod.UID != pod.UID || r.NamespaceConfig == nil || *r.NamespaceConfig != "egressEnforcement: auto\n" {
+	if r.Error != "" || r.Source != decision.SourceCache || r.Pod == nil || r.Pod.UID != pod.UID || r.NamespaceConfig == nil || *r.NamespaceConfig != "egressEnforcement: auto\n" || r.RuntimeHandler != nil {
 		t.Fatalf("answer for a cached pod: %+v", r)
+	}
+	if r := ask("vm", ""); r.Error != "" || r.RuntimeHandler == nil || *r.RuntimeHandler != "kata-qemu" {
+		t.Fatalf("answer for a pod with a RuntimeClass: %+v, want handler kata-qemu", r)
 	}
 	// A pod created after the sync arrives through the watch.
 	late := createPod(t, adm, ns, "late", node, true, nil)
@@ -199,6 +214,9 @@ func TestDecisionsFromCacheWithAPIServerStopped(t *testing.T) {
 	r = ask("early", string(pod.UID))
 	if r.Error != "" || r.Source != decision.SourceCache || r.Pod == nil || r.Pod.UID != pod.UID || r.NamespaceConfig == nil {
 		t.Fatalf("answer with the API server stopped: %+v", r)
+	}
+	if r := ask("vm", ""); r.Error != "" || r.RuntimeHandler == nil || *r.RuntimeHandler != "kata-qemu" {
+		t.Fatalf("RuntimeClass handler with the API server stopped: %+v", r)
 	}
 	// An unknown pod: waited for, then the read fails: an error answer.
 	if r := ask("never", ""); r.Error == "" || !strings.Contains(r.Error, "not in the node agent's cache") {

@@ -246,6 +246,35 @@ func createPod(t *testing.T, cs kubernetes.Interface, ns, name, node string, sid
 	return p
 }
 
+// createHostNetworkPod creates a running AuthBridge pod with hostNetwork:
+// true bound to node (its IP is the node's, as the kubelet reports it).
+func createHostNetworkPod(t *testing.T, cs kubernetes.Interface, ns, name, node string) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{
+			NodeName:    node,
+			HostNetwork: true,
+			Containers: []corev1.Container{
+				{Name: "app", Image: "example.com/app:1"},
+				{Name: config.DefaultSidecarContainerName, Image: "example.com/authbridge-proxy:1"},
+			},
+		},
+	}
+	p, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status.Phase = corev1.PodRunning
+	p.Status.PodIP = "192.168.0.10"
+	p.Status.PodIPs = []corev1.PodIP{{IP: "192.168.0.10"}}
+	if p, err = cs.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // events lists Events in ns about the object with the given name.
 func events(t *testing.T, cs kubernetes.Interface, ns, kind, name string) []corev1.Event {
 	t.Helper()

@@ -8,12 +8,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
-// sandboxIndex indexes the container state files by pod UID and name.
+// sandboxIndex indexes the container state files by pod UID, and those
+// without a UID (records of older plugins) by name.
 func sandboxIndex(stateDir string) (byUID, byName map[string]containerstate.Record, err error) {
 	states, err := containerstate.ReadAll(stateDir)
 	if err != nil {
@@ -24,7 +26,10 @@ func sandboxIndex(stateDir string) (byUID, byName map[string]containerstate.Reco
 		if s.PodUID != "" {
 			byUID[s.PodUID] = s
 		}
-		if s.Namespace != "" && s.Pod != "" {
+		// By name only for records without a UID (plugins before podUID
+		// was recorded): a record of another UID is of a deleted pod, and
+		// must not hide a recreated one of the same name that has no rules.
+		if s.PodUID == "" && s.Namespace != "" && s.Pod != "" {
 			byName[s.Namespace+"/"+s.Pod] = s
 		}
 	}
@@ -67,6 +72,14 @@ func sandboxCreated(p *corev1.Pod) time.Time {
 // state file before its ADD returns, so the grace only absorbs a pod
 // listed in the instant between.
 func (a *Agent) PodsWithoutRules(ctx context.Context, now time.Time) ([]corev1.Pod, error) {
+	without, _, err := a.podsNotEnforced(ctx, now)
+	return without, err
+}
+
+// podsNotEnforced lists this node's AuthBridge pods without rules (see
+// PodsWithoutRules) and those with hostNetwork: true, which get no CNI
+// ADD at all, so no rules can ever exist for them.
+func (a *Agent) podsNotEnforced(ctx context.Context, now time.Time) (without, hostNetwork []corev1.Pod, err error) {
 	list, err := a.o.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", a.o.NodeName).String(),
 		// Served from the API server's watch cache: this runs on every
@@ -74,22 +87,24 @@ func (a *Agent) PodsWithoutRules(ctx context.Context, now time.Time) ([]corev1.P
 		ResourceVersion: "0",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list pods on node %s: %w", a.o.NodeName, err)
+		return nil, nil, fmt.Errorf("list pods on node %s: %w", a.o.NodeName, err)
 	}
 	byUID, byName, err := sandboxIndex(a.cfg.StateDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []corev1.Pod
 	for i := range list.Items {
 		p := &list.Items[i]
 		switch {
-		case p.Spec.HostNetwork, // no CNI ADD at all
-			p.Status.Phase != corev1.PodRunning && p.Status.Phase != corev1.PodPending,
-			p.Status.PodIP == "", // network not set up yet: its ADD is still to come
+		case p.Status.Phase != corev1.PodRunning && p.Status.Phase != corev1.PodPending,
 			p.DeletionTimestamp != nil,
-			now.Sub(sandboxCreated(p)) < a.o.PodsWithoutRulesGrace,
 			!hasSidecar(p, a.cfg.SidecarContainerNames):
+			continue
+		case p.Spec.HostNetwork: // no CNI ADD at all
+			hostNetwork = append(hostNetwork, *p)
+			continue
+		case p.Status.PodIP == "", // network not set up yet: its ADD is still to come
+			now.Sub(sandboxCreated(p)) < a.o.PodsWithoutRulesGrace:
 			continue
 		}
 		if a.cfg.IsExcludedNamespace(p.Namespace) {
@@ -104,9 +119,9 @@ func (a *Agent) PodsWithoutRules(ctx context.Context, now time.Time) ([]corev1.P
 		if _, ok := byName[p.Namespace+"/"+p.Name]; ok {
 			continue
 		}
-		out = append(out, *p)
+		without = append(without, *p)
 	}
-	return out, nil
+	return without, hostNetwork, nil
 }
 
 // CheckPodsWithoutRules updates authbridge_pods_without_rules, emits an
@@ -120,17 +135,21 @@ func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 	if !ready {
 		return
 	}
-	pods, err := a.PodsWithoutRules(ctx, time.Now())
+	pods, hostNet, err := a.podsNotEnforced(ctx, time.Now())
 	if err != nil {
 		a.log.Warn("cannot check for pods without rules", "err", err)
 		return
 	}
 	a.metrics.PodsWithoutRules.Set(float64(len(pods)))
+	a.metrics.HostNetworkPods.Set(float64(len(hostNet)))
 	// Forget pods no longer without rules (deleted, or given a new
 	// sandbox the plugin saw), so the map does not grow forever.
-	current := make(map[string]bool, len(pods))
+	current := make(map[string]bool, len(pods)+len(hostNet))
 	for i := range pods {
 		current[string(pods[i].UID)] = true
+	}
+	for i := range hostNet {
+		current[hostNetKey(hostNet[i].UID)] = true
 	}
 	a.mu.Lock()
 	for uid := range a.reported {
@@ -139,6 +158,20 @@ func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 		}
 	}
 	a.mu.Unlock()
+	for i := range hostNet {
+		p := &hostNet[i]
+		a.mu.Lock()
+		seen := a.reported[hostNetKey(p.UID)]
+		a.reported[hostNetKey(p.UID)] = true
+		a.mu.Unlock()
+		if seen {
+			continue
+		}
+		a.log.Warn("AuthBridge pod uses the host network: it gets no CNI ADD, so its egress is not enforced", "pod", p.Namespace+"/"+p.Name)
+		ref := corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: p.UID, ResourceVersion: p.ResourceVersion}
+		a.emit(ctx, ref, corev1.EventTypeWarning, ReasonNotEnforceable,
+			"pod has hostNetwork: true: the runtime runs no CNI plugin for it, so authbridge-cni cannot program egress redirect rules and nothing makes its traffic pass the proxy; run it without hostNetwork (the admission policy in manifests/policies refuses such pods)")
+	}
 	for i := range pods {
 		p := &pods[i]
 		ref := corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: p.UID, ResourceVersion: p.ResourceVersion}
@@ -224,3 +257,7 @@ func (a *Agent) warnExcludedAuthBridgePod(p *corev1.Pod) {
 			"setting", "excludeNamespaces", "namespace", p.Namespace, "pod", p.Name, "see", "docs/operations.md")
 	}
 }
+
+// hostNetKey keys a hostNetwork pod in Agent.reported, apart from the pods
+// without rules.
+func hostNetKey(uid types.UID) string { return "hostnetwork/" + string(uid) }

@@ -11,6 +11,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/hostdns"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
+	"github.com/kagenti/authbridge-node/pkg/runtimehandler"
 )
 
 // ProbeOnce probes the configured backends for the host's IP families,
@@ -26,10 +27,11 @@ func (a *Agent) ProbeOnce(ctx context.Context) nodestate.State {
 	results := a.o.Probe(ctx, a.cfg.Backends, families)
 	kc := a.kubeletConfig()
 	st := nodestate.State{
-		ProbedAt:      time.Now().UTC(),
-		Results:       results,
-		ClusterDNS:    a.clusterDNS(kc),
-		NodeResolvers: a.nodeResolvers(kc),
+		ProbedAt:              time.Now().UTC(),
+		Results:               results,
+		ClusterDNS:            a.clusterDNS(kc),
+		NodeResolvers:         a.nodeResolvers(kc),
+		DefaultRuntimeHandler: a.defaultRuntimeHandler(),
 	}
 	a.metrics.ObserveProbe(results)
 	for _, r := range results {
@@ -60,6 +62,22 @@ func (a *Agent) ProbeOnce(ctx context.Context) nodestate.State {
 		a.kickNode()
 	}
 	return st
+}
+
+// defaultRuntimeHandler reads the runtime's default handler under HostRoot
+// (the handler of pods without a RuntimeClass); "" when unknown, which
+// netfilterRuntimeHandlers decides about.
+func (a *Agent) defaultRuntimeHandler() string {
+	if a.o.HostRoot == "" {
+		return ""
+	}
+	h, src, err := runtimehandler.Default(a.o.HostRoot)
+	if err != nil {
+		a.log.Warn("cannot read the container runtime's default handler; pods without a RuntimeClass count as handler \"\"", "err", err)
+		return ""
+	}
+	a.log.Debug("container runtime default handler", "handler", h, "source", src)
+	return h
 }
 
 // kubeletConfig reads the explicit KubeletConfigPath, or searches

@@ -11,6 +11,7 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	nodev1 "k8s.io/api/node/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -139,6 +140,11 @@ func TestRBACFromManifests(t *testing.T) {
 	if _, err := sa.CoreV1().ConfigMaps("").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=authbridge-runtime-config"}); err != nil {
 		t.Errorf("watch runtime ConfigMaps: %v", err)
 	}
+	// ...and watch RuntimeClasses (the handler of a VM-sandbox pod is
+	// answered from the cache too; creating one stays forbidden below).
+	if _, err := sa.NodeV1().RuntimeClasses().Watch(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("watch runtimeclasses: %v", err)
+	}
 	if _, err := sa.AppsV1().DaemonSets("authbridge-system").Get(ctx, "authbridge-node", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("get its DaemonSet: want NotFound (allowed, none here), got %v", err)
 	}
@@ -163,8 +169,12 @@ func TestRBACFromManifests(t *testing.T) {
 	if _, err := plugin.CoreV1().ConfigMaps(ns).Get(ctx, "authbridge-runtime-config", metav1.GetOptions{}); err != nil {
 		t.Errorf("plugin: get configmap: %v", err)
 	}
+	if _, err := plugin.NodeV1().RuntimeClasses().Get(ctx, "none-here", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("plugin: get runtimeclass: want NotFound (allowed, none here), got %v", err)
+	}
 	pluginForbidden := map[string]error{}
 	_, pluginForbidden["list pods"] = plugin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	_, pluginForbidden["list runtimeclasses"] = plugin.NodeV1().RuntimeClasses().List(ctx, metav1.ListOptions{})
 	_, pluginForbidden["watch pods"] = plugin.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
 	_, pluginForbidden["get another configmap"] = plugin.CoreV1().ConfigMaps(ns).Get(ctx, "other", metav1.GetOptions{})
 	_, pluginForbidden["get secrets"] = plugin.CoreV1().Secrets(ns).Get(ctx, "x", metav1.GetOptions{})
@@ -177,10 +187,17 @@ func TestRBACFromManifests(t *testing.T) {
 			t.Errorf("plugin: %s: want Forbidden, got %v", what, err)
 		}
 	}
+	if _, err := adm.NodeV1().RuntimeClasses().Create(ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "rbac-gvisor"}, Handler: "runsc"}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if rc, err := sa.NodeV1().RuntimeClasses().Get(ctx, "rbac-gvisor", metav1.GetOptions{}); err != nil || rc.Handler != "runsc" {
+		t.Errorf("get runtimeclass: %v", err)
+	}
 
 	// And no more.
 	forbidden := map[string]error{}
 	_, forbidden["get secrets"] = sa.CoreV1().Secrets(ns).Get(ctx, "x", metav1.GetOptions{})
+	_, forbidden["create runtimeclasses"] = sa.NodeV1().RuntimeClasses().Create(ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "evil"}, Handler: "runc"}, metav1.CreateOptions{})
 	_, forbidden["list secrets cluster-wide"] = sa.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
 	forbidden["delete nodes"] = sa.CoreV1().Nodes().Delete(ctx, node, metav1.DeleteOptions{})
 	_, forbidden["create nodes"] = sa.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "evil"}}, metav1.CreateOptions{})

@@ -19,6 +19,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/testutils"
 	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
@@ -272,9 +273,14 @@ func TestModes(t *testing.T) {
 	strict := e.conflist("abnet", fams, e.abConf(nil))
 	coop := e.conflist("abnet", fams, e.abConf(ack))
 
+	// A pod annotation may only strengthen its namespace's mode: pods that
+	// say none or auto get a namespace whose ConfigMap allows it.
 	run := func(t *testing.T, l *libcni.NetworkConfigList, annotations map[string]string, sidecar bool) (*pod, error) {
 		nsName := uniqueNS("mode")
 		uid := createPod(t, nsName, "agent", annotations, sidecar, nil)
+		if m := annotations[config.AnnotationEgressEnforcement]; m == "none" || m == "auto" {
+			createConfigMap(t, nsName, "egressEnforcement: "+m+"\n")
+		}
 		p := e.newPod(nsName, "agent", uid)
 		err := e.add(l, p)
 		t.Cleanup(func() { _ = e.del(l, p) })
@@ -302,6 +308,43 @@ func TestModes(t *testing.T) {
 		if err := e.check(coop, p); err != nil {
 			t.Fatalf("CHECK of a cooperative pod: %v", err)
 		}
+	})
+	t.Run("annotation weaker than the namespace is refused", func(t *testing.T) {
+		nsName := uniqueNS("weaker")
+		uid := createPod(t, nsName, "agent", ann("none"), true, nil)
+		p := e.newPod(nsName, "agent", uid)
+		err := e.add(coop, p)
+		t.Cleanup(func() { _ = e.del(coop, p) })
+		if err == nil || !strings.Contains(err.Error(), `"none" is weaker than "enforce-redirect"`) || !strings.Contains(err.Error(), "ConfigMap "+nsName+"/authbridge-runtime-config") {
+			t.Fatalf("ADD = %v; want refusal naming the annotation and the ConfigMap that would allow it", err)
+		}
+		noRules(t, p)
+	})
+	t.Run("sandboxed runtime handler", func(t *testing.T) {
+		// A RuntimeClass named like nothing in vmRuntimeClasses whose
+		// handler is gVisor's: enforce fails closed before any rule is
+		// programmed, auto goes cooperative with reason sandboxed-runtime.
+		if _, err := admin.NodeV1().RuntimeClasses().Create(context.Background(), &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "sandboxed"}, Handler: "runsc"}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		withRC := func(p *corev1.Pod) { rc := "sandboxed"; p.Spec.RuntimeClassName = &rc }
+		nsName := uniqueNS("gvisor")
+		p := e.newPod(nsName, "agent", createPod(t, nsName, "agent", nil, true, withRC))
+		err := e.add(coop, p)
+		t.Cleanup(func() { _ = e.del(coop, p) })
+		if err == nil || !strings.Contains(err.Error(), `runtime handler "runsc"`) || !strings.Contains(err.Error(), "netfilterRuntimeHandlers") {
+			t.Fatalf("ADD = %v; want fail closed naming the handler and netfilterRuntimeHandlers", err)
+		}
+		noRules(t, p)
+		nsName = uniqueNS("gvisor-auto")
+		p2 := e.newPod(nsName, "agent", createPod(t, nsName, "agent", nil, true, withRC))
+		createConfigMap(t, nsName, "egressEnforcement: auto\n")
+		if err := e.add(coop, p2); err != nil {
+			t.Fatalf("auto ADD: %v", err)
+		}
+		t.Cleanup(func() { _ = e.del(coop, p2) })
+		noRules(t, p2)
+		e.events.waitFor(t, map[string]any{"op": "ADD", "mode": "cooperative", "reason": "sandboxed-runtime"})
 	})
 	t.Run("unknown annotation value", func(t *testing.T) {
 		_, err := run(t, coop, ann("disabled"), true)
@@ -349,6 +392,7 @@ func TestModes(t *testing.T) {
 		e2 := newEnv(t, envOpts{state: incapable})
 		nsName := uniqueNS("auto")
 		uid := createPod(t, nsName, "agent", ann("auto"), true, nil)
+		createConfigMap(t, nsName, "egressEnforcement: auto\n")
 		p := e2.newPod(nsName, "agent", uid)
 		err := e2.add(e2.conflist("abnet", fams, e2.abConf(nil)), p)
 		if err == nil || !strings.Contains(err.Error(), "nf_tables: operation not supported") || !strings.Contains(err.Error(), "allowCooperative") {

@@ -182,7 +182,7 @@ func TestK8sArgs(t *testing.T) {
 func FuzzParseConfig(f *testing.F) {
 	for _, s := range []string{
 		`{"cniVersion":"1.1.0","name":"n","type":"authbridge-cni"}`,
-		`{"cniVersion":"1.1.0","name":"n","type":"authbridge-cni","allowCooperative":true,"acknowledgeCooperativeRisks":"security-model-v1","defaultMode":"none"}`,
+		`{"cniVersion":"1.1.0","name":"n","type":"authbridge-cni","allowCooperative":true,"acknowledgeCooperativeRisks":"security-model-v2","defaultMode":"none"}`,
 		`{"cniVersion":"0.4.0","name":"n","type":"authbridge-cni","backends":["iptables-legacy"],"proxyUID":1000,"outboundPort":15001}`,
 		`{"name":"n","prevResult":{"cniVersion":"1.0.0","ips":[{"address":"fd00::2/64"}]},"excludeOutboundCIDRs":["10.0.0.0/8"]}`,
 		`{"name":"n","mark":4096,"markMask":4095}`,

@@ -38,7 +38,7 @@ func BenchmarkDecision(b *testing.B) {
 		b.Fatal(err)
 	}
 	decide := func(b *testing.B, pod *corev1.Pod, nsCfg podinfo.NamespaceConfig) {
-		d, err := podinfo.Decide(pod, nsCfg, policy, state)
+		d, err := podinfo.Decide(pod, nsCfg, policy, state, "")
 		if err != nil || d.Mode != podmode.EnforceRedirect {
 			b.Fatalf("decision %+v %v", d, err)
 		}

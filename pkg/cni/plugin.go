@@ -17,9 +17,10 @@
 // (transient errors retried within a bounded budget; an unreachable server
 // fails the ADD, never a silent "none"), and podinfo.Decide picks the mode. enforce-redirect reads the node state the
 // agent wrote (stateDir/node-state.json), takes the working backends in the
-// policy's order, programs IPv4 and, unless IPv6 is disabled in the pod's
-// netns, IPv6 too (whatever prevResult's IPs are: a v4-only pod still has an
-// fe80:: link-local address), derives the resolvers from the pod's
+// policy's order, programs IPv4 and, whenever the kernel has IPv6, IPv6 too
+// (whatever prevResult's IPs and the netns's IPv6 switch are: a v4-only pod
+// still has an fe80:: link-local address, and IPv6 can be switched on
+// after ADD), derives the resolvers from the pod's
 // dnsPolicy (a pod-named nameserver must be allowed by the admin), enters
 // the netns and applies then verifies the rules with the first backend that
 // works (trying the next on failure). Any failure removes what was applied
@@ -47,6 +48,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -305,7 +307,7 @@ func (p *Plugin) decide(args *skel.CmdArgs, conf *Conf, log *slog.Logger, k8s K8
 
 	ctx, cancel := context.WithTimeout(context.Background(), p.APITimeout)
 	defer cancel()
-	pod, nsCfg, err := p.lookup(ctx, conf, log, r.namespace, r.pod, string(k8s.K8S_POD_UID))
+	pod, nsCfg, handler, err := p.lookup(ctx, conf, log, r.namespace, r.pod, string(k8s.K8S_POD_UID))
 	if err != nil {
 		return podDecision{}, err
 	}
@@ -317,7 +319,7 @@ func (p *Plugin) decide(args *skel.CmdArgs, conf *Conf, log *slog.Logger, k8s K8
 	if stErr == nil {
 		state = &st
 	}
-	d, err := podinfo.Decide(pod, nsCfg, conf.Policy, state)
+	d, err := podinfo.Decide(pod, nsCfg, conf.Policy, state, handler)
 	if err != nil {
 		if errors.Is(err, podinfo.ErrNoNodeState) && stErr != nil {
 			return podDecision{}, fmt.Errorf("%w: %v", err, stErr)
@@ -339,12 +341,13 @@ func (p *Plugin) enforce(args *skel.CmdArgs, conf *Conf, dec podDecision, r *rec
 	if err != nil {
 		return fmt.Errorf("pod %s/%s: %w", r.namespace, r.pod, err)
 	}
-	families, err = withNetnsFamilies(args.Netns, families)
+	families, onLink, err := netnsFacts(args.Netns, families)
 	if err != nil {
 		return fmt.Errorf("pod %s/%s: %w", r.namespace, r.pod, err)
 	}
 	spec := conf.Policy.RedirectSpec(families...)
 	spec.Resolvers = resolvers
+	spec.OnLinkIPv6 = onLink
 	if err := spec.Validate(); err != nil {
 		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni: rules for pod %s/%s: %v", r.namespace, r.pod, err), "fix the policy in the authbridge node agent config")
 	}
@@ -433,29 +436,36 @@ func familiesOf(prev types.Result) ([]redirect.Family, error) {
 	return fams, nil
 }
 
-// withNetnsFamilies widens the families from prevResult to what the netns
-// can actually send: an IPv4-only pod still has IPv6 (at least an fe80::
-// link-local address) unless IPv6 is disabled in its netns, so both families
-// are programmed then; IPv4 alone only when IPv6 is off in the netns.
-func withNetnsFamilies(netnsPath string, fromPrev []redirect.Family) ([]redirect.Family, error) {
+// netnsFacts reads what the rules need from the pod's netns: the families
+// to program and the on-link IPv6 prefixes (redirect.OnLinkIPv6). IPv6 is
+// programmed whenever the kernel has it, whatever the netns's IPv6 switch
+// says now and whatever prevResult's addresses are: a v4-only pod still has
+// link-local IPv6, and a pod whose IPv6 is off at ADD can have it switched
+// on later (a sysctl, an interface re-enabled), when rules decided at ADD
+// could no longer be added. IPv4 alone only on a kernel without IPv6.
+func netnsFacts(netnsPath string, fromPrev []redirect.Family) ([]redirect.Family, []netip.Prefix, error) {
 	var v6 bool
+	var onLink []netip.Prefix
 	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
 		var err error
-		v6, err = ipv6EnabledHere()
+		if v6, err = redirect.KernelHasIPv6(); err != nil || !v6 {
+			return err
+		}
+		onLink, err = redirect.OnLinkIPv6()
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("find out whether IPv6 is enabled in network namespace %s: %w", netnsPath, err)
+		return nil, nil, fmt.Errorf("read IPv6 support and on-link routes in network namespace %s: %w", netnsPath, err)
 	}
 	for _, f := range fromPrev {
-		if f == redirect.IPv6 {
-			v6 = true // addresses the primary plugin assigned are in use whatever the sysctl says
+		if f == redirect.IPv6 && !v6 {
+			return nil, nil, errors.New("prevResult has IPv6 addresses but the kernel has no IPv6 in the pod's network namespace")
 		}
 	}
 	if v6 {
-		return []redirect.Family{redirect.IPv4, redirect.IPv6}, nil
+		return []redirect.Family{redirect.IPv4, redirect.IPv6}, onLink, nil
 	}
-	return []redirect.Family{redirect.IPv4}, nil
+	return []redirect.Family{redirect.IPv4}, nil, nil
 }
 
 // Del implements CNI DEL: idempotent, no API server, succeeds when the netns

@@ -3,6 +3,7 @@ package cni_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net/netip"
 	"os"
 	"strings"
@@ -18,35 +19,59 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
-// TestIPv6DisabledPodGetsIPv4Only: only when IPv6 is disabled in the pod's
-// netns does a v4-only pod get IPv4 rules alone (ip6 tables would be
-// pointless there); CHECK then verifies exactly that.
-func TestIPv6DisabledPodGetsIPv4Only(t *testing.T) {
+// TestIPv6DisabledPodStillGetsIPv6Rules: a pod whose netns has IPv6
+// switched off at ADD still gets the IPv6 rules (the kernel has IPv6, so it
+// can be switched on later, and rules decided at ADD could not follow);
+// CHECK verifies both families. After IPv6 is switched back on, UDP over
+// it is dropped like any other.
+func TestIPv6DisabledPodStillGetsIPv6Rules(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	l := e.conflist("abnet", []redirect.Family{redirect.IPv4}, e.abConf(map[string]any{"backends": []string{redirect.BackendNFTables}}))
 	nsName := uniqueNS("nov6")
 	p := e.newPod(nsName, "agent", createPod(t, nsName, "agent", nil, true, nil))
-	err := p.netns.Do(func(ns.NetNS) error {
-		for _, k := range []string{"all", "default", "lo"} {
-			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0o644); err != nil {
-				return err
+	setIPv6 := func(v string) {
+		t.Helper()
+		err := p.netns.Do(func(ns.NetNS) error {
+			for _, k := range []string{"all", "default", "lo", "eth0"} {
+				// eth0 exists only after ADD; it inherits "default" then.
+				if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte(v), 0o644); err != nil && !(k == "eth0" && errors.Is(err, fs.ErrNotExist)) {
+					return err
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
+	setIPv6("1")
 	if err := e.add(l, p); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
 	t.Cleanup(func() { _ = e.del(l, p) })
-	if !hasRules(t, p, redirect.BackendNFTables, redirect.IPv4) || hasRules(t, p, redirect.BackendNFTables, redirect.IPv6) {
-		t.Fatalf("IPv6-disabled pod: want IPv4 rules only:\n%s", output(t, p.netns, "nft", "list", "tables"))
+	if !hasRules(t, p, redirect.BackendNFTables, redirect.IPv4) || !hasRules(t, p, redirect.BackendNFTables, redirect.IPv6) {
+		t.Fatalf("IPv6-disabled pod: want IPv4 and IPv6 rules:\n%s", output(t, p.netns, "nft", "list", "tables"))
 	}
 	if err := e.check(l, p); err != nil {
 		t.Fatalf("CHECK: %v", err)
 	}
+	setIPv6("0")
+	// The link-local address comes back after duplicate address detection;
+	// until then the send fails for want of a source address. Once it can
+	// be sent, it must be the DROP that stops it (EPERM), never an answer.
+	ll := netip.AddrPortFrom(e.bridgeLinkLocal().WithZone("eth0"), otherUDPPort)
+	var last error
+	for i := 0; i < 20; i++ {
+		got, err := p.topo.SendUDP(appUID, ll)
+		if err == nil {
+			t.Fatalf("after IPv6 was switched on: UDP to %s passed (%q); want dropped", ll, got)
+		}
+		if last = err; strings.Contains(err.Error(), "operation not permitted") {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("after IPv6 was switched on: UDP to %s: %v; want EPERM from the netfilter DROP", ll, last)
 }
 
 // TestPodNameservers: a nameserver the pod names itself gets direct DNS only

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,10 +53,21 @@ const (
 // SecurityModelVersion is the version of docs/security-model.md an admin must
 // acknowledge to allow cooperative mode. Bump it when the document's threat
 // table changes, so every acknowledgement is re-read.
+//
+// v2 (issue 11): the mark bypass, invalid-state, ICMP and ND rules changed;
+// a pod annotation may only strengthen its namespace's mode; the
+// admission policy (manifests/policies) is what stops AF_PACKET and the
+// proxy UID; hostNetwork AuthBridge pods are reported.
 const (
-	SecurityModelVersion = "security-model-v1"
+	SecurityModelVersion = "security-model-v2"
 	SecurityModelDoc     = "docs/security-model.md"
 )
+
+// PreviousSecurityModelVersions are the versions an acknowledgement may
+// still name after an upgrade: the agent refuses them with an error that
+// names the current version and the section of the document saying what
+// changed.
+var PreviousSecurityModelVersions = []string{"security-model-v1"}
 
 // Policy is the enforcement policy: what mode pods get and how rules look.
 type Policy struct {
@@ -77,6 +89,15 @@ type Policy struct {
 	// redirection below the pod netns's netfilter, so the plugin's rules
 	// cannot enforce anything for them. An entry ending in "*" is a prefix.
 	VMRuntimeClasses []string `json:"vmRuntimeClasses,omitempty"`
+	// NetfilterRuntimeHandlers are the runtime handlers whose pods' traffic
+	// crosses the pod netns's netfilter (runc, crun): only their pods get
+	// rules. A pod's handler is its RuntimeClass's, else the node's default
+	// handler (read by the agent from the runtime's config; "" when it
+	// could not tell). Every other handler (gVisor's runsc, Kata's VMs) is
+	// treated like a vmRuntimeClasses pod: enforce-redirect fails closed,
+	// auto goes cooperative (reason sandboxed-runtime). vmRuntimeClasses
+	// keeps working on top of this, by RuntimeClass name.
+	NetfilterRuntimeHandlers []string `json:"netfilterRuntimeHandlers,omitempty"`
 
 	ProxyUID             uint32   `json:"proxyUID,omitempty"`
 	OutboundPort         uint16   `json:"outboundPort,omitempty"`
@@ -87,6 +108,12 @@ type Policy struct {
 	ExcludeOutboundPorts []uint16 `json:"excludeOutboundPorts,omitempty"`
 	Mark                 uint32   `json:"mark,omitempty"`
 	MarkMask             uint32   `json:"markMask,omitempty"`
+	// MarkBypass lets TCP from sockets carrying Mark go direct, for a proxy
+	// that cannot run as ProxyUID. Off by default: any process that can set
+	// SO_MARK bypasses with it (CAP_NET_ADMIN, or CAP_NET_RAW since Linux
+	// 5.17), so it is a weakening that needs the admission policy refusing
+	// those capabilities (manifests/policies).
+	MarkBypass bool `json:"markBypass,omitempty"`
 	// ClusterDNS overrides the cluster DNS service IPs used as resolvers for
 	// ClusterFirst pods (normally taken from the kubelet config by the agent).
 	ClusterDNS []string `json:"clusterDNS,omitempty"`
@@ -124,6 +151,17 @@ const DefaultSidecarContainerName = "authbridge-proxy"
 // kata-clh, kata-qemu-tdx, kata-remote for peer-pods, ...).
 const DefaultVMRuntimeClasses = "kata*"
 
+// DefaultNetfilterRuntimeHandlers are the OCI runtimes that run a pod's
+// processes in the pod netns itself, and "" (the node's default handler when
+// the agent could not read it from the runtime's config).
+var DefaultNetfilterRuntimeHandlers = []string{"runc", "crun", ""}
+
+// IsNetfilterHandler reports whether pods of runtime handler h send their
+// traffic through the pod netns's netfilter (see NetfilterRuntimeHandlers).
+func (p Policy) IsNetfilterHandler(h string) bool {
+	return slices.Contains(p.NetfilterRuntimeHandlers, h)
+}
+
 // IsVMRuntimeClass reports whether a pod's runtimeClassName is a VM sandbox.
 func (p Policy) IsVMRuntimeClass(name string) bool {
 	if name == "" {
@@ -150,6 +188,9 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if len(p.VMRuntimeClasses) == 0 {
 		p.VMRuntimeClasses = []string{DefaultVMRuntimeClasses}
+	}
+	if p.NetfilterRuntimeHandlers == nil {
+		p.NetfilterRuntimeHandlers = append([]string(nil), DefaultNetfilterRuntimeHandlers...)
 	}
 	if p.ProxyUID == 0 {
 		p.ProxyUID = redirect.DefaultProxyUID
@@ -181,6 +222,9 @@ func (p Policy) Validate() error {
 		if p.AcknowledgeCooperativeRisks == "" {
 			return fmt.Errorf("field allowCooperative: cooperative mode is weaker than enforce-redirect; read %s and set acknowledgeCooperativeRisks: %q to allow it", SecurityModelDoc, SecurityModelVersion)
 		}
+		if slices.Contains(PreviousSecurityModelVersions, p.AcknowledgeCooperativeRisks) {
+			return fmt.Errorf("field acknowledgeCooperativeRisks: %q acknowledges an older %s; read what changed (section \"Changes from %s\") and set acknowledgeCooperativeRisks: %q", p.AcknowledgeCooperativeRisks, SecurityModelDoc, p.AcknowledgeCooperativeRisks, SecurityModelVersion)
+		}
 		return fmt.Errorf("field acknowledgeCooperativeRisks: %q is stale or wrong; read the current %s and set acknowledgeCooperativeRisks: %q", p.AcknowledgeCooperativeRisks, SecurityModelDoc, SecurityModelVersion)
 	}
 	if !p.AllowCooperative && p.DefaultMode == ModeNone {
@@ -204,6 +248,17 @@ func (p Policy) Validate() error {
 			return fmt.Errorf("field vmRuntimeClasses: %q: list RuntimeClass names (a trailing * is a prefix, default %q); \"*\" would mark every pod as a VM sandbox", c, DefaultVMRuntimeClasses)
 		}
 	}
+	if len(p.NetfilterRuntimeHandlers) == 0 {
+		return fmt.Errorf("field netfilterRuntimeHandlers: empty list: no pod could get rules; remove the key for the default %q, or list the handlers whose pods share the pod netns (runc, crun)", DefaultNetfilterRuntimeHandlers)
+	}
+	for _, h := range p.NetfilterRuntimeHandlers {
+		if h == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(h); len(errs) > 0 {
+			return fmt.Errorf("field netfilterRuntimeHandlers: %q is not a runtime handler name (%s); list handler names as in RuntimeClass.handler, e.g. runc, crun, and \"\" for an unknown node default", h, strings.Join(errs, "; "))
+		}
+	}
 	for _, n := range p.SidecarContainerNames {
 		if n == "" {
 			return fmt.Errorf("field sidecarContainerNames: empty name; list the sidecar's container names (default %q)", DefaultSidecarContainerName)
@@ -222,6 +277,15 @@ func (p Policy) Validate() error {
 		if pfx.Bits() == 0 {
 			return fmt.Errorf("field excludeOutboundCIDRs: %q excludes every destination: this would turn enforcement off for every pod while reporting enforce-redirect; use allowCooperative/auto instead, or list narrower CIDRs", c)
 		}
+	}
+	var excluded []netip.Prefix
+	for _, c := range p.ExcludeOutboundCIDRs {
+		if pfx, err := netip.ParsePrefix(c); err == nil {
+			excluded = append(excluded, pfx)
+		}
+	}
+	if f := redirect.CoveredFamily(excluded); f != "" {
+		return fmt.Errorf("field excludeOutboundCIDRs: %v together cover every %s destination: this would turn enforcement off for %s while reporting enforce-redirect; use allowCooperative/auto instead, or list narrower CIDRs", p.ExcludeOutboundCIDRs, f, f)
 	}
 	for _, c := range p.AllowedPodNameservers {
 		pfx, err := netip.ParsePrefix(c)
@@ -266,6 +330,7 @@ func (p Policy) RedirectSpec(families ...redirect.Family) redirect.Spec {
 	s.OutboundPort = p.OutboundPort
 	s.Mark = p.Mark
 	s.MarkMask = p.MarkMask
+	s.MarkBypass = p.MarkBypass
 	s.InboundEnabled = p.InboundRedirect
 	s.InboundPort = p.InboundPort
 	s.ExcludeInboundPorts = append([]uint16(nil), p.ExcludeInboundPorts...)
@@ -547,6 +612,9 @@ func (p Policy) Weakenings() []string {
 	}
 	if len(p.AllowedPodNameservers) > 0 {
 		w = append(w, "allowedPodNameservers")
+	}
+	if p.MarkBypass {
+		w = append(w, "markBypass")
 	}
 	return w
 }

@@ -78,7 +78,7 @@ func TestParseAgentFullConfig(t *testing.T) {
 	in := `
 defaultMode: auto
 allowCooperative: true
-acknowledgeCooperativeRisks: security-model-v1
+acknowledgeCooperativeRisks: security-model-v2
 backends: [iptables-nft, nftables]
 sidecarContainerNames: [authbridge-proxy, envoy-proxy]
 proxyUID: 1500
@@ -115,6 +115,7 @@ logLevel: debug
 			Backends:                    []string{"iptables-nft", "nftables"},
 			SidecarContainerNames:       []string{"authbridge-proxy", "envoy-proxy"},
 			VMRuntimeClasses:            []string{DefaultVMRuntimeClasses},
+			NetfilterRuntimeHandlers:    []string{"runc", "crun", ""},
 			ProxyUID:                    1500,
 			OutboundPort:                15001,
 			InboundRedirect:             true,
@@ -205,6 +206,8 @@ func TestParseAgentBadValuesNameTheField(t *testing.T) {
 		{"backends: [nftables, nftables]", "backends", "twice"},
 		{"backends: nftables", "backends", ""},
 		{`sidecarContainerNames: [""]`, "sidecarContainerNames", "authbridge-proxy"},
+		{"netfilterRuntimeHandlers: []", "netfilterRuntimeHandlers", "no pod could get rules"},
+		{"netfilterRuntimeHandlers: [runc, Run_SC]", "netfilterRuntimeHandlers", `"Run_SC"`},
 		{"proxyUID: -1", "proxyUID", ""},
 		{"proxyUID: 4294967296", "proxyUID", ""},
 		{"outboundPort: 70000", "outboundPort", ""},
@@ -242,6 +245,8 @@ func TestParseAgentBadValuesNameTheField(t *testing.T) {
 		{"clusterDNS: [\"fe80::1%eth0\"]", "field clusterDNS", "zone"},
 		{"excludeOutboundCIDRs: [0.0.0.0/0]", "field excludeOutboundCIDRs", "use allowCooperative/auto instead"},
 		{"excludeOutboundCIDRs: [\"10.0.0.0/8\", \"::/0\"]", "field excludeOutboundCIDRs", "turn enforcement off for every pod"},
+		{"excludeOutboundCIDRs: [0.0.0.0/1, 128.0.0.0/1]", "field excludeOutboundCIDRs", "together cover every ipv4 destination"},
+		{"excludeOutboundCIDRs: [\"::/1\", \"8000::/2\", \"c000::/2\"]", "field excludeOutboundCIDRs", "together cover every ipv6 destination"},
 		{"allowedPodNameservers: [8.8.8.8]", "field allowedPodNameservers", "8.8.8.8"},
 		{"allowedPodNameservers: [0.0.0.0/0]", "field allowedPodNameservers", "every address"},
 	}
@@ -263,7 +268,7 @@ func TestParseAgentBadValuesNameTheField(t *testing.T) {
 
 // The three acknowledgement cases the security model depends on (issue 6).
 func TestCooperativeNeedsCurrentAcknowledgement(t *testing.T) {
-	if SecurityModelVersion != "security-model-v1" || SecurityModelDoc != "docs/security-model.md" {
+	if SecurityModelVersion != "security-model-v2" || SecurityModelDoc != "docs/security-model.md" {
 		t.Fatalf("the docs quote %q and %q; update docs/security-model.md and this test together", SecurityModelVersion, SecurityModelDoc)
 	}
 	cases := []struct {
@@ -274,17 +279,22 @@ func TestCooperativeNeedsCurrentAcknowledgement(t *testing.T) {
 		{
 			name:    "missing acknowledgement",
 			in:      "allowCooperative: true\n",
-			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v1"`, "allowCooperative"},
+			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v2"`, "allowCooperative"},
 		},
 		{
 			name:    "empty acknowledgement",
 			in:      "allowCooperative: true\nacknowledgeCooperativeRisks: \"\"\n",
-			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v1"`},
+			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v2"`},
 		},
 		{
 			name:    "stale acknowledgement",
 			in:      "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v0\n",
-			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v0"`, "stale", `"security-model-v1"`},
+			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v0"`, "stale", `"security-model-v2"`},
+		},
+		{
+			name:    "previous version's acknowledgement after the upgrade",
+			in:      "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n",
+			wantErr: []string{"docs/security-model.md", "acknowledgeCooperativeRisks", `"security-model-v1"`, "older", `Changes from security-model-v1`, `"security-model-v2"`},
 		},
 		{
 			name:    "wrong acknowledgement",
@@ -293,25 +303,25 @@ func TestCooperativeNeedsCurrentAcknowledgement(t *testing.T) {
 		},
 		{
 			name:    "acknowledgement with stray whitespace is not the version",
-			in:      "allowCooperative: true\nacknowledgeCooperativeRisks: \"security-model-v1 \"\n",
+			in:      "allowCooperative: true\nacknowledgeCooperativeRisks: \"security-model-v2 \"\n",
 			wantErr: []string{"acknowledgeCooperativeRisks"},
 		},
 		{
 			name: "current acknowledgement",
-			in:   "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n",
+			in:   "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2\n",
 		},
 		{
 			name: "current acknowledgement with defaultMode none",
-			in:   "defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n",
+			in:   "defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2\n",
 		},
 		{
 			name:    "defaultMode none without allowCooperative",
 			in:      "defaultMode: none\n",
-			wantErr: []string{"defaultMode", "allowCooperative: true", "docs/security-model.md", "security-model-v1"},
+			wantErr: []string{"defaultMode", "allowCooperative: true", "docs/security-model.md", "security-model-v2"},
 		},
 		{
 			name:    "defaultMode none with an acknowledgement but no allowCooperative",
-			in:      "defaultMode: none\nacknowledgeCooperativeRisks: security-model-v1\n",
+			in:      "defaultMode: none\nacknowledgeCooperativeRisks: security-model-v2\n",
 			wantErr: []string{"defaultMode", "allowCooperative: true"},
 		},
 		{
@@ -353,9 +363,10 @@ func TestCooperativeNeedsCurrentAcknowledgement(t *testing.T) {
 // The messages quoted verbatim in docs/security-model.md.
 func TestAcknowledgementMessagesQuotedInDocs(t *testing.T) {
 	want := map[string]string{
-		"allowCooperative: true\n": `agent config: field allowCooperative: cooperative mode is weaker than enforce-redirect; read docs/security-model.md and set acknowledgeCooperativeRisks: "security-model-v1" to allow it`,
-		"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v0\n": `agent config: field acknowledgeCooperativeRisks: "security-model-v0" is stale or wrong; read the current docs/security-model.md and set acknowledgeCooperativeRisks: "security-model-v1"`,
-		"defaultMode: none\n": `agent config: field defaultMode: "none" needs allowCooperative: true (with acknowledgeCooperativeRisks: "security-model-v1"); see docs/security-model.md`,
+		"allowCooperative: true\n": `agent config: field allowCooperative: cooperative mode is weaker than enforce-redirect; read docs/security-model.md and set acknowledgeCooperativeRisks: "security-model-v2" to allow it`,
+		"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v0\n": `agent config: field acknowledgeCooperativeRisks: "security-model-v0" is stale or wrong; read the current docs/security-model.md and set acknowledgeCooperativeRisks: "security-model-v2"`,
+		"defaultMode: none\n": `agent config: field defaultMode: "none" needs allowCooperative: true (with acknowledgeCooperativeRisks: "security-model-v2"); see docs/security-model.md`,
+		"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n": `agent config: field acknowledgeCooperativeRisks: "security-model-v1" acknowledges an older docs/security-model.md; read what changed (section "Changes from security-model-v1") and set acknowledgeCooperativeRisks: "security-model-v2"`,
 	}
 	for in, msg := range want {
 		_, err := ParseAgent([]byte(in))
@@ -372,14 +383,15 @@ func TestWeakenings(t *testing.T) {
 	}{
 		{"", nil},
 		{"defaultMode: enforce-redirect\ninboundRedirect: true\nkeepEntryOnUpgrade: true", nil},
-		{"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1", []string{"allowCooperative"}},
+		{"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2", []string{"allowCooperative"}},
 		{"defaultMode: auto", []string{"defaultMode=auto"}},
-		{"defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1", []string{"allowCooperative", "defaultMode=none"}},
+		{"defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2", []string{"allowCooperative", "defaultMode=none"}},
 		{"excludeOutboundCIDRs: [169.254.169.254/32]", []string{"excludeOutboundCIDRs"}},
 		{"excludeOutboundPorts: [5432]", []string{"excludeOutboundPorts"}},
 		{"allowedPodNameservers: [8.8.8.8/32, \"2001:4860:4860::8888/128\"]", []string{"allowedPodNameservers"}},
+		{"markBypass: true", []string{"markBypass"}},
 		{
-			"defaultMode: auto\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\nexcludeOutboundCIDRs: [10.0.0.0/8]\nexcludeOutboundPorts: [22]",
+			"defaultMode: auto\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2\nexcludeOutboundCIDRs: [10.0.0.0/8]\nexcludeOutboundPorts: [22]",
 			[]string{"allowCooperative", "defaultMode=auto", "excludeOutboundCIDRs", "excludeOutboundPorts"},
 		},
 	}
@@ -447,7 +459,7 @@ func FuzzParseAgent(f *testing.F) {
 		"",
 		"{}",
 		"defaultMode: auto\n",
-		"defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n",
+		"defaultMode: none\nallowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2\n",
 		"allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v0\n",
 		"backends: [iptables-legacy]\nproxyUID: 1500\noutboundPort: 15001\n",
 		"excludeOutboundCIDRs: [10.0.0.0/8, \"fd00::/8\"]\nexcludeOutboundPorts: [22]\n",

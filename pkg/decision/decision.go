@@ -54,6 +54,10 @@ type Response struct {
 	// authbridge-runtime-config ConfigMap; nil when there is no such
 	// ConfigMap or key. The plugin parses it (podinfo.ParseNamespaceConfig).
 	NamespaceConfig *string `json:"namespaceConfig,omitempty"`
+	// RuntimeHandler is the handler of the pod's RuntimeClass, set when the
+	// pod names one (the plugin gives rules only to handlers whose traffic
+	// crosses the pod netns: netfilterRuntimeHandlers).
+	RuntimeHandler *string `json:"runtimeHandler,omitempty"`
 	// Source says where the agent got the pod: SourceCache or SourceAPI.
 	Source string `json:"source,omitempty"`
 	// Error is set when the agent could not answer (the pod is not in its

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -58,16 +59,25 @@ func Listen(path string) (net.Listener, error) {
 // (connection refused is immediate either way; a missing file is clearer).
 // A socket a newer agent put there meanwhile (DaemonSet maxSurge) is left
 // alone.
+//
+// Close runs once: concurrent callers (Serve's ctx goroutine and Serve
+// itself) wait for the first, so no Close can run after Serve returned and
+// remove a file created there since (a new file may reuse the socket's
+// inode number, which SameFile would take for the socket).
 type unlinkListener struct {
 	*net.UnixListener
 	path string
 	fi   os.FileInfo
+	once sync.Once
+	err  error
 }
 
 func (l *unlinkListener) Close() error {
-	err := l.UnixListener.Close()
-	if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.fi) {
-		_ = os.Remove(l.path)
-	}
-	return err
+	l.once.Do(func() {
+		l.err = l.UnixListener.Close()
+		if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.fi) {
+			_ = os.Remove(l.path)
+		}
+	})
+	return l.err
 }

@@ -50,6 +50,9 @@ type Metrics struct {
 	// PodsWithoutRules is the number of sidecar pods on this node whose
 	// sandbox has no plugin state (so no rules).
 	PodsWithoutRules prometheus.Gauge
+	// HostNetworkPods is the number of AuthBridge pods on this node with
+	// hostNetwork: true: no CNI ADD, so no rules can exist for them.
+	HostNetworkPods prometheus.Gauge
 	// PodsRepaired counts pods deleted by repair (repairPods).
 	PodsRepaired prometheus.Counter
 	// AgentReady is 1 once installed and probed.
@@ -93,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"mode"}),
 		CooperativePods: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "cooperative_pods_total",
-			Help: "Successful ADDs of AuthBridge pods left in cooperative mode (no redirect), by reason: annotation, namespace-configmap, cluster-default, auto-incapable-node, vm-runtime-class.",
+			Help: "Successful ADDs of AuthBridge pods left in cooperative mode (no redirect), by reason: annotation, namespace-configmap, cluster-default, auto-incapable-node, vm-runtime-class, sandboxed-runtime.",
 		}, []string{"reason"}),
 		ConflistReinsertions: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "conflist_reinsertions_total",
@@ -109,11 +112,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"source"}),
 		ConfigWeakenings: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "config_weakenings",
-			Help: "1 for each configuration setting that weakens enforcement (allowCooperative, defaultMode=..., excludeOutboundCIDRs, excludeOutboundPorts, allowedPodNameservers), and for the AUTHBRIDGE_PROBE_FORCE_FAIL test knob when set.",
+			Help: "1 for each configuration setting that weakens enforcement (allowCooperative, defaultMode=..., excludeOutboundCIDRs, excludeOutboundPorts, allowedPodNameservers, markBypass), and for the AUTHBRIDGE_PROBE_FORCE_FAIL test knob when set.",
 		}, []string{"setting"}),
 		PodsWithoutRules: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "pods_without_rules",
 			Help: "Running AuthBridge pods on this node whose sandbox got its network while the plugin was not in the chain (no plugin state, sandbox older than the grace period): they have no redirect rules.",
+		}),
+		HostNetworkPods: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "hostnetwork_pods",
+			Help: "Running AuthBridge pods on this node with hostNetwork: true: they get no CNI ADD, so their egress is not enforced (manifests/policies refuses them).",
 		}),
 		PodsRepaired: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "pods_repaired_total",
@@ -131,7 +138,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.ProbeBackendWorks, m.ProbeDuration, m.EgressRedirectCapable,
 		m.CNIOperations, m.CNIAddDuration, m.CNIPods, m.Pods, m.CooperativePods,
 		m.ConflistReinsertions, m.TokenRefreshes, m.DecisionAnswers, m.ConfigWeakenings,
-		m.PodsWithoutRules, m.PodsRepaired, m.AgentReady, m.NodeUpdateErrors)
+		m.PodsWithoutRules, m.HostNetworkPods, m.PodsRepaired, m.AgentReady, m.NodeUpdateErrors)
 	return m
 }
 

@@ -64,6 +64,7 @@ func TestMetricsScrapedOverHTTP(t *testing.T) {
 		"authbridge_token_refreshes_total":                                                          2,
 		"authbridge_agent_ready":                                                                    1,
 		"authbridge_pods_without_rules":                                                             0,
+		"authbridge_hostnetwork_pods":                                                               0,
 	}
 	for k, v := range want {
 		got, ok := s[k]

@@ -34,6 +34,10 @@ type State struct {
 	// NodeResolvers are the nameservers of the node's resolv.conf, used for
 	// dnsPolicy Default.
 	NodeResolvers []string `json:"nodeResolvers,omitempty"`
+	// DefaultRuntimeHandler is the container runtime's default handler
+	// (containerd default_runtime_name, CRI-O default_runtime), the handler
+	// of pods without a RuntimeClass; "" when the agent could not read it.
+	DefaultRuntimeHandler string `json:"defaultRuntimeHandler,omitempty"`
 }
 
 // Working returns the working backends in the given preference order.

@@ -53,7 +53,7 @@ type Event struct {
 	Mode string `json:"mode,omitempty"`
 	// Reason for the mode; for a cooperative pod one of
 	// podmode.CooperativeReasons: annotation, namespace-configmap,
-	// cluster-default, auto-incapable-node, vm-runtime-class.
+	// cluster-default, auto-incapable-node, vm-runtime-class, sandboxed-runtime.
 	Reason    podmode.Reason `json:"reason,omitempty"`
 	Backend   string         `json:"backend,omitempty"`
 	Namespace string         `json:"namespace,omitempty"`

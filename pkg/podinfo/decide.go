@@ -59,7 +59,11 @@ func IsAuthBridgePod(pod *corev1.Pod, sidecarNames []string) bool {
 // Decide chooses the pod's mode. policy must be defaulted (WithDefaults).
 // state may be nil when the node state could not be read; Decide then fails
 // (wrapping ErrNoNodeState) for every mode that needs it.
-func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *nodestate.State) (Decision, error) {
+//
+// handler is the runtime handler of the pod's RuntimeClass, "" when the pod
+// has none (then the node's default handler from state counts). Only pods
+// of a handler in policy.NetfilterRuntimeHandlers get rules.
+func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *nodestate.State, handler string) (Decision, error) {
 	if pod == nil {
 		return Decision{}, errors.New("no pod to decide for")
 	}
@@ -97,6 +101,18 @@ func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *no
 		if state == nil {
 			return Decision{}, fmt.Errorf("pod %s/%s needs egress enforcement (%q from %s): %w", pod.Namespace, pod.Name, requested, where, ErrNoNodeState)
 		}
+		if h, from := runtimeHandler(pod, handler, state); !policy.IsNetfilterHandler(h) {
+			// Rules in the pod netns would be verified, yet a sandboxed
+			// runtime's traffic may never cross them (gVisor's netstack
+			// sends over AF_PACKET, a VM leaves through tc below
+			// netfilter): reporting such a pod as enforced would be a lie.
+			why := fmt.Sprintf("its runtime handler %q (%s) is not in netfilterRuntimeHandlers %q: a sandboxed runtime's traffic does not cross netfilter in the pod's network namespace, so authbridge-cni cannot enforce egress for it", h, from, policy.NetfilterRuntimeHandlers)
+			if requested == config.ModeAuto {
+				return cooperative(podmode.ReasonSandboxedRuntime, fmt.Sprintf("egress enforcement %q (from %s): %s", config.ModeAuto, where, why))
+			}
+			return Decision{}, fmt.Errorf("pod %s/%s needs egress enforcement %q (from %s) but %s; enforce inside the sandbox instead, use %q with allowCooperative (see %s), or, if this handler does run pods in the pod's network namespace, add it to netfilterRuntimeHandlers in the agent config",
+				pod.Namespace, pod.Name, requested, where, why, config.ModeAuto, config.SecurityModelDoc)
+		}
 		working := state.Working(policy.Backends)
 		if len(working) == 0 && requested == config.ModeAuto {
 			return cooperative(podmode.ReasonAutoIncapableNode, fmt.Sprintf("egress enforcement %q (from %s) found no working redirect backend on this node (%s)", config.ModeAuto, where, ProbeSummary(*state, policy.Backends)))
@@ -111,15 +127,59 @@ func Decide(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy, state *no
 	return Decision{}, fmt.Errorf("pod %s/%s: unhandled mode %q", pod.Namespace, pod.Name, requested)
 }
 
-// requestedMode applies the precedence annotation > namespace > default.
-func requestedMode(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy) (config.Mode, podmode.Reason, error) {
-	if v, ok := pod.Annotations[config.AnnotationEgressEnforcement]; ok {
-		m, err := config.ParseMode(strings.TrimSpace(v))
-		if err != nil {
-			return "", "", fmt.Errorf("pod %s/%s annotation %s: %w (fix the pod's annotation)", pod.Namespace, pod.Name, config.AnnotationEgressEnforcement, err)
-		}
-		return m, podmode.ReasonAnnotation, nil
+// runtimeHandler is the pod's runtime handler and where it came from: its
+// RuntimeClass's, else the node's default (state is not nil here).
+func runtimeHandler(pod *corev1.Pod, handler string, state *nodestate.State) (string, string) {
+	if rc := pod.Spec.RuntimeClassName; rc != nil && *rc != "" {
+		return handler, fmt.Sprintf("RuntimeClass %q", *rc)
 	}
+	if state.DefaultRuntimeHandler == "" {
+		return "", "the node's default handler, which the agent could not read from the runtime's config"
+	}
+	return state.DefaultRuntimeHandler, "the node's default handler"
+}
+
+// strength orders the modes: enforce-redirect always enforces, auto may
+// fall back to cooperative, none never enforces.
+func strength(m config.Mode) int {
+	switch m {
+	case config.ModeEnforceRedirect:
+		return 2
+	case config.ModeAuto:
+		return 1
+	}
+	return 0
+}
+
+// requestedMode picks the pod's mode. The floor is the namespace
+// ConfigMap's egressEnforcement, else the cluster default; a pod annotation
+// may only strengthen it (enforce-redirect > auto > none). Weakening is the
+// namespace's decision, in a ConfigMap that pod authors do not control,
+// and cooperative mode also needs the cluster's allowCooperative (checked
+// by Decide): an annotation cannot take a pod below its namespace.
+func requestedMode(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy) (config.Mode, podmode.Reason, error) {
+	floor, reason, err := floorMode(pod, ns, policy)
+	if err != nil {
+		return "", "", err
+	}
+	v, ok := pod.Annotations[config.AnnotationEgressEnforcement]
+	if !ok {
+		return floor, reason, nil
+	}
+	m, err := config.ParseMode(strings.TrimSpace(v))
+	if err != nil {
+		return "", "", fmt.Errorf("pod %s/%s annotation %s: %w (fix the pod's annotation)", pod.Namespace, pod.Name, config.AnnotationEgressEnforcement, err)
+	}
+	if strength(m) < strength(floor) {
+		return "", "", fmt.Errorf("pod %s/%s annotation %s: %q is weaker than %q from %s, and a pod annotation may only strengthen its namespace's mode: "+
+			"remove the annotation, or have the namespace's admin set egressEnforcement: %q in ConfigMap %s/%s key %s (which pod authors do not control; see %s)",
+			pod.Namespace, pod.Name, config.AnnotationEgressEnforcement, m, floor, describe(reason, pod), m, pod.Namespace, config.NamespaceConfigMap, config.NamespaceConfigMapKey, config.SecurityModelDoc)
+	}
+	return m, podmode.ReasonAnnotation, nil
+}
+
+// floorMode is the namespace's mode, else the cluster default.
+func floorMode(pod *corev1.Pod, ns NamespaceConfig, policy config.Policy) (config.Mode, podmode.Reason, error) {
 	if ns.EgressEnforcement != "" {
 		m, err := config.ParseMode(string(ns.EgressEnforcement))
 		if err != nil {

@@ -30,6 +30,12 @@ func withRuntimeClass(p *corev1.Pod, rc string) *corev1.Pod {
 	return p
 }
 
+func withDefaultHandler(s *nodestate.State, h string) *nodestate.State {
+	c := *s
+	c.DefaultRuntimeHandler = h
+	return &c
+}
+
 func policy(mut func(*config.Policy)) config.Policy {
 	p := config.Policy{}
 	if mut != nil {
@@ -76,6 +82,7 @@ func TestDecide(t *testing.T) {
 		ns      NamespaceConfig
 		policy  config.Policy
 		state   *nodestate.State
+		handler string // the pod's RuntimeClass handler
 		want    Decision
 		wantErr []string
 	}{
@@ -99,13 +106,27 @@ func TestDecide(t *testing.T) {
 			policy: policy(func(p *config.Policy) { p.SidecarContainerNames = []string{"my-proxy"} }),
 			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonClusterDefault, Requested: config.ModeEnforceRedirect,
 				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
-		{name: "annotation none without allowCooperative fails", pod: abPod(ann("none")), policy: policy(nil), state: capable,
+		// An annotation only strengthens its namespace's mode.
+		{name: "annotation none below the cluster default is refused", pod: abPod(ann("none")), policy: policy(allowCoop), state: capable,
+			wantErr: []string{"team/agent", "annotation kagenti.io/egress-enforcement", `"none" is weaker than "enforce-redirect"`, "cluster default", "may only strengthen", `egressEnforcement: "none"`, "ConfigMap team/authbridge-runtime-config key config.yaml"}},
+		{name: "annotation none below the namespace's enforce is refused", pod: abPod(ann("none")), ns: NamespaceConfig{EgressEnforcement: config.ModeEnforceRedirect}, policy: policy(func(p *config.Policy) { allowCoop(p); p.DefaultMode = config.ModeNone }), state: capable,
+			wantErr: []string{`"none" is weaker than "enforce-redirect" from ConfigMap team/authbridge-runtime-config`}},
+		{name: "annotation auto below the namespace's enforce is refused", pod: abPod(ann("auto")), ns: NamespaceConfig{EgressEnforcement: config.ModeEnforceRedirect}, policy: policy(allowCoop), state: incapable,
+			wantErr: []string{`"auto" is weaker than "enforce-redirect"`}},
+		{name: "annotation none below the namespace's auto is refused", pod: abPod(ann("none")), ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(allowCoop), state: capable,
+			wantErr: []string{`"none" is weaker than "auto"`}},
+		{name: "annotation enforce strengthens the namespace's auto", pod: abPod(ann("enforce-redirect")), ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(allowCoop), state: incapable,
+			wantErr: []string{"no redirect backend works"}},
+		{name: "annotation auto strengthens a cluster default none", pod: abPod(ann("auto")), policy: policy(func(p *config.Policy) { allowCoop(p); p.DefaultMode = config.ModeNone }), state: capable,
+			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonAnnotation, Requested: config.ModeAuto,
+				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
+		{name: "annotation none without allowCooperative fails", pod: abPod(ann("none")), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(nil), state: capable,
 			wantErr: []string{"team/agent", `"none"`, "annotation kagenti.io/egress-enforcement", "not allowed", "allowCooperative: true", "acknowledgeCooperativeRisks", config.SecurityModelVersion, config.SecurityModelDoc, `"enforce-redirect"`}},
-		{name: "annotation none with allowCooperative is cooperative", pod: abPod(ann("none")), policy: policy(allowCoop), state: capable,
+		{name: "annotation none with allowCooperative is cooperative where the namespace allows none", pod: abPod(ann("none")), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: capable,
 			want: Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonAnnotation, Requested: config.ModeNone}},
-		{name: "annotation none needs no node state", pod: abPod(ann("none")), policy: policy(allowCoop), state: nil,
+		{name: "annotation none needs no node state", pod: abPod(ann("none")), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: nil,
 			want: Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonAnnotation, Requested: config.ModeNone}},
-		{name: "annotation beats namespace", pod: abPod(ann("enforce-redirect")), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: capable,
+		{name: "annotation strengthens the namespace", pod: abPod(ann("enforce-redirect")), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: capable,
 			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonAnnotation, Requested: config.ModeEnforceRedirect,
 				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
 		{name: "namespace beats default", pod: abPod(nil), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: capable,
@@ -118,14 +139,14 @@ func TestDecide(t *testing.T) {
 			wantErr: []string{`"off"`, "annotation kagenti.io/egress-enforcement", `"enforce-redirect", "auto", "none"`}},
 		{name: "unknown namespace value", pod: abPod(nil), ns: NamespaceConfig{EgressEnforcement: "strict"}, policy: policy(nil), state: capable,
 			wantErr: []string{`"strict"`, "authbridge-runtime-config", "egressEnforcement"}},
-		{name: "auto on a capable node enforces", pod: abPod(ann("auto")), policy: policy(nil), state: capable,
+		{name: "auto on a capable node enforces", pod: abPod(ann("auto")), ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(nil), state: capable,
 			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonAnnotation, Requested: config.ModeAuto,
 				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
-		{name: "auto on an incapable node is cooperative when allowed", pod: abPod(ann("auto")), policy: policy(allowCoop), state: incapable,
+		{name: "auto on an incapable node is cooperative when allowed", pod: abPod(ann("auto")), ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(allowCoop), state: incapable,
 			want: Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonAutoIncapableNode, Requested: config.ModeAuto}},
-		{name: "auto on an incapable node fails when not allowed", pod: abPod(ann("auto")), policy: policy(nil), state: incapable,
+		{name: "auto on an incapable node fails when not allowed", pod: abPod(ann("auto")), ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(nil), state: incapable,
 			wantErr: []string{"no working redirect backend", "iptables-nft: exec: iptables-nft: not found", "allowCooperative"}},
-		{name: "auto with backends outside the policy is incapable", pod: abPod(ann("auto")), state: capable,
+		{name: "auto with backends outside the policy is incapable", pod: abPod(ann("auto")), ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, state: capable,
 			policy: policy(func(p *config.Policy) { allowCoop(p); p.Backends = []string{redirect.BackendNFTables} }),
 			want:   Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonAutoIncapableNode, Requested: config.ModeAuto}},
 		{name: "enforce on an incapable node fails closed naming each probe error", pod: abPod(nil), policy: policy(allowCoop), state: incapable,
@@ -135,13 +156,34 @@ func TestDecide(t *testing.T) {
 		// VM sandboxes: rules in the pod netns never see the guest's traffic.
 		{name: "enforce in a Kata pod fails closed", pod: withRuntimeClass(abPod(nil), "kata-qemu"), policy: policy(allowCoop), state: capable,
 			wantErr: []string{"team/agent", `runtime class "kata-qemu"`, "VM sandbox", "bypasses netfilter", "proxy-init", "vmRuntimeClasses"}},
-		{name: "auto in a peer-pods pod is cooperative when allowed", pod: withRuntimeClass(abPod(ann("auto")), "kata-remote"), policy: policy(allowCoop), state: capable,
+		{name: "auto in a peer-pods pod is cooperative when allowed", pod: withRuntimeClass(abPod(ann("auto")), "kata-remote"), ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(allowCoop), state: capable,
 			want: Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonVMRuntimeClass, Requested: config.ModeAuto}},
-		{name: "auto in a Kata pod fails when cooperative is not allowed", pod: withRuntimeClass(abPod(ann("auto")), "kata"), policy: policy(nil), state: capable,
+		{name: "auto in a Kata pod fails when cooperative is not allowed", pod: withRuntimeClass(abPod(ann("auto")), "kata"), ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(nil), state: capable,
 			wantErr: []string{"VM sandbox", "not allowed", "allowCooperative"}},
-		{name: "none in a Kata pod is plain cooperative", pod: withRuntimeClass(abPod(ann("none")), "kata"), policy: policy(allowCoop), state: capable,
+		{name: "none in a Kata pod is plain cooperative", pod: withRuntimeClass(abPod(ann("none")), "kata"), ns: NamespaceConfig{EgressEnforcement: config.ModeNone}, policy: policy(allowCoop), state: capable,
 			want: Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonAnnotation, Requested: config.ModeNone}},
-		{name: "a runc RuntimeClass is enforced", pod: withRuntimeClass(abPod(nil), "runc-hardened"), policy: policy(nil), state: capable,
+		// Runtime handlers: only those whose traffic crosses the pod netns.
+		{name: "gVisor RuntimeClass fails closed", pod: withRuntimeClass(abPod(nil), "gvisor"), handler: "runsc", policy: policy(allowCoop), state: capable,
+			wantErr: []string{"team/agent", `runtime handler "runsc"`, `RuntimeClass "gvisor"`, "netfilterRuntimeHandlers", "sandboxed runtime"}},
+		{name: "auto with gVisor is cooperative (sandboxed-runtime)", pod: withRuntimeClass(abPod(nil), "gvisor"), handler: "runsc", ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(allowCoop), state: capable,
+			want: Decision{Mode: podmode.Cooperative, Reason: podmode.ReasonSandboxedRuntime, Requested: config.ModeAuto}},
+		{name: "auto with gVisor fails when cooperative is not allowed", pod: withRuntimeClass(abPod(nil), "gvisor"), handler: "runsc", ns: NamespaceConfig{EgressEnforcement: config.ModeAuto}, policy: policy(nil), state: capable,
+			wantErr: []string{`runtime handler "runsc"`, "not allowed"}},
+		{name: "Kata under a RuntimeClass name vmRuntimeClasses misses", pod: withRuntimeClass(abPod(nil), "secure"), handler: "kata-qemu", policy: policy(nil), state: capable,
+			wantErr: []string{`runtime handler "kata-qemu"`, `RuntimeClass "secure"`}},
+		{name: "node whose default handler is a VM", pod: abPod(nil), policy: policy(nil), state: withDefaultHandler(capable, "kata"),
+			wantErr: []string{`runtime handler "kata"`, "the node's default handler"}},
+		{name: "node whose default handler is runc enforces", pod: abPod(nil), policy: policy(nil), state: withDefaultHandler(capable, "runc"),
+			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonClusterDefault, Requested: config.ModeEnforceRedirect,
+				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
+		{name: "an unknown node default handler is refused when \"\" is not listed", pod: abPod(nil), state: capable,
+			policy:  policy(func(p *config.Policy) { p.NetfilterRuntimeHandlers = []string{"runc", "crun"} }),
+			wantErr: []string{`runtime handler ""`, "could not read"}},
+		{name: "netfilterRuntimeHandlers is configurable", pod: withRuntimeClass(abPod(nil), "youki"), handler: "youki", state: capable,
+			policy: policy(func(p *config.Policy) { p.NetfilterRuntimeHandlers = []string{"runc", "youki"} }),
+			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonClusterDefault, Requested: config.ModeEnforceRedirect,
+				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
+		{name: "a runc RuntimeClass is enforced", pod: withRuntimeClass(abPod(nil), "runc-hardened"), handler: "runc", policy: policy(nil), state: capable,
 			want: Decision{Mode: podmode.EnforceRedirect, Reason: podmode.ReasonClusterDefault, Requested: config.ModeEnforceRedirect,
 				Backends: []string{redirect.BackendIPTablesNFT, redirect.BackendIPTablesLegacy}}},
 		{name: "vmRuntimeClasses is configurable (exact names)", pod: withRuntimeClass(abPod(nil), "gvisor-vm"), state: capable,
@@ -150,7 +192,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Decide(tc.pod, tc.ns, tc.policy, tc.state)
+			got, err := Decide(tc.pod, tc.ns, tc.policy, tc.state, tc.handler)
 			if tc.wantErr != nil {
 				if err == nil {
 					t.Fatalf("Decide = %+v, want error", got)
@@ -170,7 +212,7 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Decide(abPod(nil), NamespaceConfig{}, policy(nil), nil); !errors.Is(err, ErrNoNodeState) {
+	if _, err := Decide(abPod(nil), NamespaceConfig{}, policy(nil), nil, ""); !errors.Is(err, ErrNoNodeState) {
 		t.Fatalf("missing node state: error %v does not wrap ErrNoNodeState", err)
 	}
 }
@@ -291,7 +333,7 @@ func FuzzDecideAnnotation(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, ann, doc string) {
 		p := policy(allowCoop)
-		d, err := Decide(abPod(map[string]string{config.AnnotationEgressEnforcement: ann}), NamespaceConfig{}, p, capable)
+		d, err := Decide(abPod(map[string]string{config.AnnotationEgressEnforcement: ann}), NamespaceConfig{}, p, capable, "")
 		if err == nil {
 			if _, perr := config.ParseMode(strings.TrimSpace(ann)); perr != nil {
 				t.Fatalf("annotation %q accepted as %+v", ann, d)

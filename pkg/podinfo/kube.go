@@ -144,6 +144,17 @@ func (k *KubeSource) GetNamespaceConfig(ctx context.Context, namespace string) (
 	return ParseNamespaceConfig(namespace, []byte(data))
 }
 
+// GetRuntimeClassHandler implements Source.
+func (k *KubeSource) GetRuntimeClassHandler(ctx context.Context, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
+	rc, err := k.client.NodeV1().RuntimeClasses().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return "", k.explain(err, fmt.Sprintf("RuntimeClass %s", name))
+	}
+	return rc.Handler, nil
+}
+
 // explain turns client-go errors into messages that say what failed and
 // what it means for the pod.
 func (k *KubeSource) explain(err error, what string) error {
@@ -152,7 +163,7 @@ func (k *KubeSource) explain(err error, what string) error {
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("%s not found in the Kubernetes API server at %s: %w; %s", what, k.host, err, consequence)
 	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
-		return fmt.Errorf("the Kubernetes API server at %s refused to let the plugin read %s: %w; check the plugin's own RBAC (ClusterRole authbridge-cni: get on pods and on ConfigMaps named authbridge-runtime-config) and its Node-bound credential, which the node agent refreshes; %s", k.host, what, err, consequence)
+		return fmt.Errorf("the Kubernetes API server at %s refused to let the plugin read %s: %w; check the plugin's own RBAC (ClusterRole authbridge-cni: get on pods, on ConfigMaps named authbridge-runtime-config and on runtimeclasses) and its Node-bound credential, which the node agent refreshes; %s", k.host, what, err, consequence)
 	case isUnreachable(err):
 		return fmt.Errorf("cannot reach the Kubernetes API server at %s to read %s: %w; %s", k.host, what, err, consequence)
 	default:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -100,6 +101,26 @@ func TestKubeSourceReadsPodAndNamespaceConfig(t *testing.T) {
 	_, err = src.GetPod(ctx, "ns-plain", "missing")
 	if err == nil || !strings.Contains(err.Error(), "pod ns-plain/missing not found") || !strings.Contains(err.Error(), srv.URL) {
 		t.Fatalf("missing pod error = %v", err)
+	}
+}
+
+// TestKubeSourceRuntimeClassHandler reads a RuntimeClass's handler from the
+// real API server; a missing RuntimeClass is an error naming it.
+func TestKubeSourceRuntimeClassHandler(t *testing.T) {
+	cs := admin(t)
+	ctx := context.Background()
+	if _, err := cs.NodeV1().RuntimeClasses().Create(ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "gvisor"}, Handler: "runsc"}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewKubeSource(writeKubeconfig(t, srv.AdminKubeconfig()), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := src.GetRuntimeClassHandler(ctx, "gvisor"); err != nil || h != "runsc" {
+		t.Fatalf("handler of RuntimeClass gvisor = %q, %v; want runsc", h, err)
+	}
+	if _, err := src.GetRuntimeClassHandler(ctx, "missing"); err == nil || !strings.Contains(err.Error(), "RuntimeClass missing not found") {
+		t.Fatalf("missing RuntimeClass: %v; want an error naming it", err)
 	}
 }
 

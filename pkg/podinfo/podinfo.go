@@ -9,9 +9,10 @@
 // is listed in the policy's sidecarContainerNames (default
 // "authbridge-proxy"). Every other pod is left untouched (mode skip).
 //
-// Mode precedence: the pod annotation kagenti.io/egress-enforcement beats the
-// namespace ConfigMap authbridge-runtime-config (key config.yaml, field
-// egressEnforcement), which beats the policy's defaultMode. Modes none and
+// Mode precedence: the namespace ConfigMap authbridge-runtime-config (key
+// config.yaml, field egressEnforcement), else the policy's defaultMode; the
+// pod annotation kagenti.io/egress-enforcement may only strengthen it
+// (enforce-redirect > auto > none), a weaker one is an error. Modes none and
 // auto-on-a-node-without-a-working-backend become cooperative only where the
 // policy allows it (allowCooperative + acknowledgeCooperativeRisks); otherwise
 // Decide returns an error and the pod does not start (fail closed).
@@ -39,6 +40,9 @@ type Source interface {
 	// GetNamespaceConfig returns the namespace's runtime config; a namespace
 	// without the ConfigMap yields the zero NamespaceConfig.
 	GetNamespaceConfig(ctx context.Context, namespace string) (NamespaceConfig, error)
+	// GetRuntimeClassHandler returns the handler of the named RuntimeClass;
+	// a missing RuntimeClass is an error (the pod could not run anyway).
+	GetRuntimeClassHandler(ctx context.Context, name string) (string, error)
 }
 
 // NamespaceConfig is the part of ConfigMap authbridge-runtime-config

@@ -66,6 +66,11 @@ const (
 	// ReasonVMRuntimeClass: an auto pod in a VM sandbox (Kata), where rules
 	// in the pod netns cannot see the guest's traffic.
 	ReasonVMRuntimeClass Reason = "vm-runtime-class"
+	// ReasonSandboxedRuntime: an auto pod whose runtime handler (its
+	// RuntimeClass's, else the node's default) is not in
+	// netfilterRuntimeHandlers: its traffic may never cross the pod netns's
+	// netfilter (gVisor's netstack, a VM), so rules there prove nothing.
+	ReasonSandboxedRuntime Reason = "sandboxed-runtime"
 	// ReasonNoSidecar: the pod has no AuthBridge sidecar (mode Skip).
 	ReasonNoSidecar Reason = "no-sidecar"
 	// ReasonNotAPod: CNI_ARGS name no Kubernetes pod (mode Skip).
@@ -77,11 +82,11 @@ const (
 
 // CooperativeReasons are the reasons a pod can be Cooperative for, the
 // values of authbridge_cooperative_pods_total{reason}.
-var CooperativeReasons = []Reason{ReasonAnnotation, ReasonNamespaceConfigMap, ReasonClusterDefault, ReasonAutoIncapableNode, ReasonVMRuntimeClass}
+var CooperativeReasons = []Reason{ReasonAnnotation, ReasonNamespaceConfigMap, ReasonClusterDefault, ReasonAutoIncapableNode, ReasonVMRuntimeClass, ReasonSandboxedRuntime}
 
 // Warns reports whether a cooperative pod with this reason deserves a
 // Warning Event rather than a Normal one: nobody chose cooperative for it,
 // the node or the sandbox could not enforce.
 func (r Reason) Warns() bool {
-	return r == ReasonAutoIncapableNode || r == ReasonVMRuntimeClass
+	return r == ReasonAutoIncapableNode || r == ReasonVMRuntimeClass || r == ReasonSandboxedRuntime
 }

@@ -189,7 +189,7 @@ func assertRulesReadBack(t *testing.T, n ns.NetNS, backend string, s redirect.Sp
 				"table " + fam + " authbridge",
 				"chain AB_REDIRECT", "type nat hook output priority -100; policy accept;",
 				"chain AB_NOTCP", "type filter hook output priority filter; policy accept;",
-				"meta mark & 0x00000fff == 0x00000539 return",
+				"ct state invalid drop",
 				"meta skuid 1337 return",
 				"meta l4proto tcp redirect to :8082",
 				"meta skuid 1337 accept",
@@ -198,7 +198,7 @@ func assertRulesReadBack(t *testing.T, n ns.NetNS, backend string, s redirect.Sp
 		} else {
 			want = []string{
 				"-A OUTPUT -j AB_REDIRECT", "-A OUTPUT -j AB_NOTCP",
-				"-m mark --mark 0x539/0xfff -j RETURN",
+				"-A AB_NOTCP -m conntrack --ctstate INVALID -j DROP",
 				"-m owner --uid-owner 1337 -j RETURN",
 				"-p tcp -j REDIRECT --to-ports 8082",
 				"-A AB_NOTCP -j DROP",

@@ -16,10 +16,12 @@ import (
 const loopbackAppPort = 7070
 
 // TestBypassesAndICMPEcho sends real traffic through each backend's rules for
-// the three bypasses and the ICMP echo drop: a socket carrying SO_MARK 0x539
-// goes direct, connections to a listener on 127.0.0.1/::1 reach it (not
-// 8082), ping is dropped while TCP is redirected. Every case is first run
-// without rules as a control, so a pass means the rules made the difference.
+// the bypasses and the ICMP echo drop: a socket carrying SO_MARK 0x539 is
+// redirected like any other (the mark bypasses only with Spec.MarkBypass,
+// see TestRawBypassesClosed), connections to a listener on 127.0.0.1/::1
+// reach it (not 8082), ping is dropped while TCP is redirected. Every case
+// is first run without rules as a control, so a pass means the rules made
+// the difference.
 func TestBypassesAndICMPEcho(t *testing.T) {
 	for _, name := range redirect.AllBackends {
 		t.Run(name, func(t *testing.T) {
@@ -62,9 +64,9 @@ func TestBypassesAndICMPEcho(t *testing.T) {
 				if got, err := tp.Dial(0, d); err != nil || got != "redirected "+d.String() {
 					t.Errorf("dial %s unmarked: %q, %v; want redirected", d, got, err)
 				}
-				// ... and with SO_MARK 0x539 goes direct.
-				if got, err := tp.DialMarked(0, d); err != nil || got != "direct "+d.String() {
-					t.Errorf("dial %s with SO_MARK %#x: %q, %v; want direct", d, redirect.DefaultMark, got, err)
+				// ... and so is a socket with SO_MARK 0x539.
+				if got, err := tp.DialMarked(0, d); err != nil || got != "redirected "+d.String() {
+					t.Errorf("dial %s with SO_MARK %#x: %q, %v; want redirected (no mark bypass by default)", d, redirect.DefaultMark, got, err)
 				}
 			}
 			for _, d := range loops {

@@ -103,6 +103,13 @@ func (b *iptBackend) applyFamily(s Spec, f Family) error {
 	if err != nil {
 		return err
 	}
+	return b.restore(f, restoreInput(s, f, cur))
+}
+
+// restoreInput is the iptables-restore --noflush text that turns the
+// family's current state cur into the spec: with an empty cur, the whole
+// rule set as a fresh netns gets it (the golden files under testdata).
+func restoreInput(s Spec, f Family, cur savedRules) string {
 	chains := render(s, f)
 	want := map[string]bool{}
 	for _, cr := range chains {
@@ -149,7 +156,7 @@ func (b *iptBackend) applyFamily(s Spec, f Family) error {
 		}
 		fmt.Fprintln(&in, "COMMIT")
 	}
-	return b.restore(f, in.String())
+	return in.String()
 }
 
 func (b *iptBackend) restore(f Family, input string) error {
@@ -381,6 +388,12 @@ func iptRule(chain string, f Family, r rule) string {
 		p = append(p, "-p", "icmp", "-m", "icmp", "--icmp-type", fmt.Sprint(*m.icmpType))
 	case protoICMPv6:
 		p = append(p, "-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", fmt.Sprint(*m.icmpType))
+	}
+	if m.hopLimit != nil {
+		p = append(p, "-m", "hl", "--hl-eq", fmt.Sprint(*m.hopLimit))
+	}
+	if m.ctState != 0 {
+		p = append(p, "-m", "conntrack", "--ctstate", ctStateNames(m.ctState, ",", map[uint32]string{ctInvalid: "INVALID", ctRelated: "RELATED"}))
 	}
 	if m.markMatch {
 		p = append(p, "-m", "mark", "--mark", fmt.Sprintf("%#x/%#x", m.mark, m.mask))

@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"runtime"
 	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // IPv6DisabledPath is the netns-wide IPv6 switch. /proc/sys/net resolves
@@ -52,4 +56,54 @@ func IPv6Enabled() (bool, error) {
 		return false, nil
 	}
 	return on, err
+}
+
+// KernelHasIPv6 reports whether the kernel has IPv6 at all (the calling
+// thread's netns shows /proc/sys/net/ipv6). When it does, IPv6 can be
+// switched on in a netns after the rules were programmed, so the rules
+// cover IPv6 whether or not it is enabled at that moment.
+func KernelHasIPv6() (bool, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_, err := os.Stat("/proc/sys/net/ipv6")
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat /proc/sys/net/ipv6: %w", err)
+	}
+	return true, nil
+}
+
+// MinOnLinkBits is the shortest on-link IPv6 prefix that opens neighbour
+// discovery to its global addresses (see Spec.OnLinkIPv6).
+const MinOnLinkBits = 64
+
+// OnLinkIPv6 returns the IPv6 prefixes the calling thread's netns reaches
+// without a gateway (routes with no next hop), /64 or longer, other than
+// link-local and multicast: the pod's neighbours with global addresses
+// (other pods on a bridge, a bridge gateway). Read inside the pod's netns
+// at ADD; an app without CAP_NET_ADMIN cannot add routes afterwards.
+func OnLinkIPv6() ([]netip.Prefix, error) {
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V6)
+	if err != nil {
+		return nil, fmt.Errorf("list IPv6 routes: %w", err)
+	}
+	var out []netip.Prefix
+	for _, r := range routes {
+		if r.Gw != nil || len(r.MultiPath) > 0 || r.Dst == nil || r.Type != unix.RTN_UNICAST {
+			continue
+		}
+		a, ok := netip.AddrFromSlice(r.Dst.IP)
+		if !ok {
+			continue
+		}
+		bits, _ := r.Dst.Mask.Size()
+		p := netip.PrefixFrom(a, bits).Masked()
+		if bits < MinOnLinkBits || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsLoopback() {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -350,6 +350,18 @@ func nftExprs(f Family, r rule) []expr.Any {
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{*m.icmpType}})
 	}
+	if m.hopLimit != nil {
+		e = append(e,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{*m.hopLimit}})
+	}
+	if m.ctState != 0 {
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(m.ctState), Xor: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)})
+	}
 	switch r.v {
 	case vReturn:
 		e = append(e, &expr.Verdict{Kind: expr.VerdictReturn})
@@ -374,20 +386,6 @@ func ifname(n string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, n)
 	return b
-}
-
-// canonExprs is the comparable form of a rule's expressions: type and every
-// field, so a changed operand, register or verdict shows up as a difference.
-func canonExprs(es []expr.Any) string {
-	parts := make([]string, 0, len(es))
-	for _, x := range es {
-		v := reflect.ValueOf(x)
-		if v.Kind() == reflect.Pointer {
-			v = v.Elem()
-		}
-		parts = append(parts, fmt.Sprintf("%s%+v", v.Type().Name(), v.Interface()))
-	}
-	return strings.Join(parts, " ")
 }
 
 // diffLines lists missing and unexpected lines, and order changes, as a

@@ -2,6 +2,7 @@ package redirect
 
 import (
 	"net/netip"
+	"sort"
 )
 
 // The backends share one family-specific rendering of a Spec (chains and
@@ -27,7 +28,16 @@ type match struct {
 	dst       netip.Prefix
 	dport     uint16
 	icmpType  *uint8 // with proto icmp/icmpv6
+	hopLimit  *uint8 // IPv6 hop limit equals
+	ctState   uint32 // conntrack state bits, any of them (ctInvalid, ctRelated)
 }
+
+// Conntrack state bits as nftables numbers them (NF_CT_STATE_INVALID_BIT,
+// NF_CT_STATE_BIT(IP_CT_RELATED)); iptables' --ctstate names the same states.
+const (
+	ctInvalid uint32 = 1
+	ctRelated uint32 = 1 << 2
+)
 
 type rule struct {
 	m      match
@@ -60,13 +70,33 @@ const (
 // ICMP types that stay allowed in AB_NOTCP although it drops every other
 // non-TCP packet. Decision: errors the pod itself must emit for TCP and path
 // MTU to keep working (destination unreachable incl. "fragmentation needed",
-// time exceeded, parameter problem; for IPv6 also packet too big) and IPv6
-// neighbour/router discovery plus MLDv2 reports, without which IPv6 stops
-// working at all. Echo request/reply stay dropped: ping is a data channel
-// that bypasses the proxy, and probes are TCP/HTTP.
+// time exceeded, parameter problem; for IPv6 also packet too big), and only
+// as conntrack RELATED: the kernel's own errors answer a flow conntrack
+// knows, while an error a raw socket makes up relates to nothing and is
+// dropped (in the v1 rules any packet of these types left, with any
+// payload). Echo request/reply stay dropped: ping is a data channel that
+// bypasses the proxy, and probes are TCP/HTTP.
 var (
 	allowedICMPv4 = []uint8{3, 11, 12}
-	allowedICMPv6 = []uint8{1, 2, 3, 4, 133, 135, 136, 143}
+	allowedICMPv6 = []uint8{1, 2, 3, 4}
+)
+
+// IPv6 neighbour discovery (router solicitation 133, neighbour solicitation
+// 135 and advertisement 136) and MLDv2 reports (143), without which IPv6
+// stops working at all, are conntrack-untracked, so they cannot be tied to
+// a flow; instead they are held to the link: ND only with hop limit 255 (RFC
+// 4861, what the kernel sends) to a link-local (fe80::/10) or link-local
+// multicast (ff02::/16) destination, MLD only with hop limit 1 (RFC 3810)
+// to ff02::/16. No router forwards either scope, so such a packet reaches
+// the pod's own link (the node's end of the veth) and nothing beyond.
+var (
+	ndTypes       = []uint8{133, 135, 136}
+	mldTypes      = []uint8{143}
+	ndScopes      = []netip.Prefix{netip.MustParsePrefix("fe80::/10"), netip.MustParsePrefix("ff02::/16")}
+	mldScope      = netip.MustParsePrefix("ff02::/16")
+	ndHopLimit    = uint8(255)
+	mldHopLimit   = uint8(1)
+	v1ICMPv6Types = []uint8{1, 2, 3, 4, 133, 135, 136, 143}
 )
 
 func loopbackPrefix(f Family) netip.Prefix {
@@ -83,8 +113,12 @@ func u32(v uint32) *uint32 { return &v }
 func render(s Spec, f Family) []chainRules {
 	uid := s.ProxyUID
 	var redir []rule
+	if s.MarkBypass || s.v1Rules {
+		// Anyone who can set SO_MARK can use this: CAP_NET_ADMIN, and on
+		// kernels since 5.17 CAP_NET_RAW too (see Spec.MarkBypass).
+		redir = append(redir, rule{m: match{markMatch: true, mark: s.Mark, mask: s.MarkMask}, v: vReturn})
+	}
 	redir = append(redir,
-		rule{m: match{markMatch: true, mark: s.Mark, mask: s.MarkMask}, v: vReturn},
 		rule{m: match{uid: u32(uid)}, v: vReturn},
 		rule{m: match{oifLo: true}, v: vReturn},
 		rule{m: match{dst: loopbackPrefix(f)}, v: vReturn},
@@ -109,6 +143,12 @@ func render(s Spec, f Family) []chainRules {
 	redir = append(redir, rule{m: match{proto: protoTCP}, v: vRedirect, toPort: s.OutboundPort})
 
 	var notcp []rule
+	if !s.v1Rules {
+		// First: a packet conntrack calls invalid (a raw TCP segment with
+		// SYN|FIN or no flags, an ICMP error about no known flow) never
+		// reaches NAT, so it would leave unredirected past "tcp accept".
+		notcp = append(notcp, rule{m: match{ctState: ctInvalid}, v: vDrop})
+	}
 	for _, m := range dns {
 		notcp = append(notcp, rule{m: m, v: vAccept})
 	}
@@ -120,13 +160,7 @@ func render(s Spec, f Family) []chainRules {
 	for _, p := range cidrs {
 		notcp = append(notcp, rule{m: match{dst: p}, v: vAccept})
 	}
-	icmpProto, icmpTypes := uint8(protoICMP), allowedICMPv4
-	if f == IPv6 {
-		icmpProto, icmpTypes = protoICMPv6, allowedICMPv6
-	}
-	for _, t := range icmpTypes {
-		notcp = append(notcp, rule{m: match{proto: icmpProto, icmpType: u8(t)}, v: vAccept})
-	}
+	notcp = append(notcp, icmpRules(s, f)...)
 	notcp = append(notcp, rule{v: vDrop})
 
 	out := []chainRules{
@@ -143,6 +177,59 @@ func render(s Spec, f Family) []chainRules {
 		in = append(in, rule{m: match{proto: protoTCP}, v: vRedirect, toPort: s.InboundPort})
 		out = append(out, chainRules{name: ChainInbound, kind: kindNATPrerouting, rules: in})
 	}
+	return out
+}
+
+// icmpRules are the ICMP/ICMPv6 accepts of AB_NOTCP (see allowedICMPv4).
+func icmpRules(s Spec, f Family) []rule {
+	var out []rule
+	if s.v1Rules {
+		proto, types := uint8(protoICMP), allowedICMPv4
+		if f == IPv6 {
+			proto, types = protoICMPv6, v1ICMPv6Types
+		}
+		for _, t := range types {
+			out = append(out, rule{m: match{proto: proto, icmpType: u8(t)}, v: vAccept})
+		}
+		return out
+	}
+	if f == IPv4 {
+		for _, t := range allowedICMPv4 {
+			out = append(out, rule{m: match{proto: protoICMP, icmpType: u8(t), ctState: ctRelated}, v: vAccept})
+		}
+		return out
+	}
+	for _, t := range allowedICMPv6 {
+		out = append(out, rule{m: match{proto: protoICMPv6, icmpType: u8(t), ctState: ctRelated}, v: vAccept})
+	}
+	for _, p := range ndScopes {
+		for _, t := range ndTypes {
+			out = append(out, rule{m: match{proto: protoICMPv6, dst: p, icmpType: u8(t), hopLimit: u8(ndHopLimit)}, v: vAccept})
+		}
+	}
+	// Solicitations and (mostly) the solicited advertisements answering
+	// them, to neighbours with global addresses on the pod's own link.
+	for _, p := range onLinkSorted(s.OnLinkIPv6) {
+		for _, t := range []uint8{135, 136} {
+			out = append(out, rule{m: match{proto: protoICMPv6, dst: p, icmpType: u8(t), hopLimit: u8(ndHopLimit)}, v: vAccept})
+		}
+	}
+	for _, t := range mldTypes {
+		out = append(out, rule{m: match{proto: protoICMPv6, dst: mldScope, icmpType: u8(t), hopLimit: u8(mldHopLimit)}, v: vAccept})
+	}
+	return out
+}
+
+func onLinkSorted(ps []netip.Prefix) []netip.Prefix {
+	seen := map[netip.Prefix]bool{}
+	var out []netip.Prefix
+	for _, p := range ps {
+		if p = p.Masked(); !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
 

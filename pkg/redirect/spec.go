@@ -4,14 +4,16 @@
 //
 // The model is equal in effect to proxy-init's enforce-redirect mode:
 //
-//	nat OUTPUT  (AB_REDIRECT): RETURN mark 0x539/0xfff, proxy UID, lo, loopback
-//	            addresses, DNS to the resolvers, excluded CIDRs/ports;
-//	            REDIRECT every other TCP connection to OutboundPort.
-//	filter OUTPUT (AB_NOTCP):  ACCEPT DNS to the resolvers, the proxy UID,
-//	            loopback, TCP, excluded CIDRs, the ICMP/ICMPv6 errors and
-//	            IPv6 neighbour discovery that PMTU and IPv6 need (list and
-//	            reasons in rules.go); DROP every other non-TCP packet (UDP,
-//	            QUIC, ping, ...).
+//	nat OUTPUT  (AB_REDIRECT): RETURN the proxy UID (and, only with
+//	            MarkBypass, mark 0x539/0xfff), lo, loopback addresses, DNS to
+//	            the resolvers, excluded CIDRs/ports; REDIRECT every other TCP
+//	            connection to OutboundPort.
+//	filter OUTPUT (AB_NOTCP):  DROP conntrack-invalid packets first; ACCEPT
+//	            DNS to the resolvers, the proxy UID, loopback, TCP, excluded
+//	            CIDRs, the ICMP/ICMPv6 errors conntrack relates to a known
+//	            flow, and link-scoped IPv6 neighbour discovery and MLD (list
+//	            and reasons in rules.go); DROP every other non-TCP packet
+//	            (UDP, QUIC, ping, ...).
 //	nat PREROUTING (AB_INBOUND, optional): REDIRECT inbound TCP to InboundPort
 //	            except ExcludeInboundPorts.
 //
@@ -66,19 +68,41 @@ type Spec struct {
 	ProxyUID uint32
 	// OutboundPort is the proxy's transparent egress listener.
 	OutboundPort uint16
-	// Mark/MarkMask: packets carrying this mark go direct (proxy's SO_MARK).
+	// Mark/MarkMask: with MarkBypass, TCP from sockets carrying this mark
+	// goes direct (for a proxy that cannot run as ProxyUID and marks its
+	// sockets with SO_MARK instead).
 	Mark     uint32
 	MarkMask uint32
+	// MarkBypass adds the mark RETURN to AB_REDIRECT. Off by default: any
+	// process in the pod that can set SO_MARK bypasses the redirect with
+	// it, and since Linux 5.17 CAP_NET_RAW suffices for SO_MARK (not only
+	// CAP_NET_ADMIN); containerd gives NET_RAW to every container unless
+	// dropped. Turn it on only with an admission policy that refuses
+	// NET_RAW and NET_ADMIN to the app containers (manifests/policies).
+	MarkBypass bool
 	// Resolvers are the pod's DNS servers: DNS (TCP+UDP 53) to them passes.
 	Resolvers []netip.Addr
 	// ExcludeOutboundCIDRs are never redirected (and UDP to them is not dropped).
 	ExcludeOutboundCIDRs []netip.Prefix
+	// OnLinkIPv6 are the IPv6 prefixes the pod reaches without a gateway
+	// (OnLinkIPv6() reads them in the pod's netns): neighbour solicitations
+	// and advertisements with hop limit 255 may go to addresses in them, so
+	// a neighbour that resolves the pod from a global address (another pod
+	// on a bridge, the bridge's gateway address) gets its answer. Each is a
+	// /64 or longer (MinOnLinkBits); link-local scope is always allowed.
+	OnLinkIPv6 []netip.Prefix
 	// ExcludeOutboundPorts are TCP destination ports never redirected.
 	ExcludeOutboundPorts []uint16
 	// Inbound redirect (off by default).
 	InboundEnabled      bool
 	InboundPort         uint16
 	ExcludeInboundPorts []uint16
+
+	// v1Rules renders the rule set of security-model-v1 (mark bypass for
+	// anyone, no invalid-state drop, ICMP errors and ND/MLD accepted by type
+	// alone), which the bypass tests show leaking. Set only by tests
+	// (export_test.go): production code cannot select it.
+	v1Rules bool
 }
 
 // DefaultSpec returns the strict defaults for the given families.
@@ -142,6 +166,11 @@ func (s Spec) Validate() error {
 	for _, p := range s.ExcludeOutboundCIDRs {
 		if !p.IsValid() {
 			return &FieldError{"excludeOutboundCIDRs", p, "use CIDR notation such as 10.0.0.0/8"}
+		}
+	}
+	for _, p := range s.OnLinkIPv6 {
+		if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() < MinOnLinkBits {
+			return &FieldError{"onLinkIPv6", p, fmt.Sprintf("list IPv6 prefixes of %d bits or more (the routes without gateway in the pod's netns)", MinOnLinkBits)}
 		}
 	}
 	for _, p := range s.ExcludeOutboundPorts {
@@ -220,3 +249,58 @@ const (
 // AllBackends is the default preference order: netlink first because it needs
 // no host binaries and programs a pod in one atomic batch.
 var AllBackends = []string{BackendNFTables, BackendIPTablesNFT, BackendIPTablesLegacy}
+
+// CoveredFamily returns the family (IPv4 or IPv6) whose whole address
+// space the prefixes cover together, or "" when none: 0.0.0.0/1 with
+// 128.0.0.0/1 turns enforcement off for IPv4 as surely as 0.0.0.0/0.
+func CoveredFamily(ps []netip.Prefix) Family {
+	for _, f := range []Family{IPv4, IPv6} {
+		var fam []netip.Prefix
+		for _, p := range ps {
+			if p.IsValid() && p.Addr().Is4() == (f == IPv4) {
+				fam = append(fam, p.Masked())
+			}
+		}
+		if coversAll(fam, f) {
+			return f
+		}
+	}
+	return ""
+}
+
+// coversAll walks the prefixes sorted by first address and reports whether
+// they leave no gap from the family's first address to its last.
+func coversAll(ps []netip.Prefix, f Family) bool {
+	if len(ps) == 0 {
+		return false
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Addr().Less(ps[j].Addr()) })
+	next := netip.IPv4Unspecified() // the first address not yet covered
+	if f == IPv6 {
+		next = netip.IPv6Unspecified()
+	}
+	for _, p := range ps {
+		if next.Less(p.Addr()) {
+			return false // gap before p
+		}
+		last := lastAddr(p)
+		if !last.Less(next) {
+			n := last.Next()
+			if !n.IsValid() {
+				return true // reached the end of the address space
+			}
+			next = n
+		}
+	}
+	return false
+}
+
+// lastAddr is the highest address in p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}

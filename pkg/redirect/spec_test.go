@@ -25,6 +25,8 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"resolvers", func(s *redirect.Spec) { s.Resolvers = []netip.Addr{netip.MustParseAddr("fe80::1%eth0")} }},
 		{"excludeOutboundCIDRs", func(s *redirect.Spec) { s.ExcludeOutboundCIDRs = []netip.Prefix{{}} }},
 		{"excludeOutboundPorts", func(s *redirect.Spec) { s.ExcludeOutboundPorts = []uint16{443, 0} }},
+		{"onLinkIPv6", func(s *redirect.Spec) { s.OnLinkIPv6 = []netip.Prefix{netip.MustParsePrefix("fd00::/48")} }},
+		{"onLinkIPv6", func(s *redirect.Spec) { s.OnLinkIPv6 = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")} }},
 		{"inboundPort", func(s *redirect.Spec) { s.InboundEnabled = true; s.InboundPort = 0 }},
 		{"excludeInboundPorts", func(s *redirect.Spec) { s.InboundEnabled = true; s.ExcludeInboundPorts = []uint16{0} }},
 	}
@@ -50,5 +52,36 @@ func TestValidateNamesTheField(t *testing.T) {
 	}
 	if err := redirect.DefaultSpec().Validate(); err != nil {
 		t.Errorf("default spec invalid: %v", err)
+	}
+}
+
+func TestCoveredFamily(t *testing.T) {
+	cases := []struct {
+		in   []string
+		want redirect.Family
+	}{
+		{nil, ""},
+		{[]string{"0.0.0.0/0"}, redirect.IPv4},
+		{[]string{"0.0.0.0/1", "128.0.0.0/1"}, redirect.IPv4},
+		{[]string{"128.0.0.0/1", "10.0.0.0/8", "0.0.0.0/1"}, redirect.IPv4},
+		{[]string{"0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/1"}, redirect.IPv4},
+		{[]string{"0.0.0.0/1", "128.0.0.0/2"}, ""},
+		{[]string{"0.0.0.0/1", "192.0.0.0/2"}, ""},
+		{[]string{"10.0.0.0/8", "192.168.0.0/16"}, ""},
+		{[]string{"::/1", "8000::/1"}, redirect.IPv6},
+		{[]string{"::/0"}, redirect.IPv6},
+		{[]string{"::/1", "0.0.0.0/1"}, ""},
+		{[]string{"::/1", "c000::/2", "8000::/2"}, redirect.IPv6},
+		{[]string{"255.255.255.255/32", "0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/3", "224.0.0.0/4", "240.0.0.0/5", "248.0.0.0/6", "252.0.0.0/7", "254.0.0.0/8", "255.0.0.0/9", "255.192.0.0/10"}, ""},
+		{[]string{"255.255.255.255/32", "0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/3", "224.0.0.0/4", "240.0.0.0/5", "248.0.0.0/6", "252.0.0.0/7", "254.0.0.0/8", "255.0.0.0/9", "255.128.0.0/9"}, redirect.IPv4},
+	}
+	for _, c := range cases {
+		var ps []netip.Prefix
+		for _, s := range c.in {
+			ps = append(ps, netip.MustParsePrefix(s))
+		}
+		if got := redirect.CoveredFamily(ps); got != c.want {
+			t.Errorf("CoveredFamily(%v) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }

@@ -142,6 +142,19 @@ func (e *env) namespace(t *testing.T, prefix string) string {
 	return name
 }
 
+// namespaceMode sets the namespace's egressEnforcement in its
+// authbridge-runtime-config ConfigMap.
+func (e *env) namespaceMode(t *testing.T, ns, mode string) {
+	t.Helper()
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "authbridge-runtime-config", Namespace: ns},
+		Data:       map[string]string{"config.yaml": "egressEnforcement: " + mode + "\n"},
+	}
+	if _, err := e.cs.CoreV1().ConfigMaps(ns).Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create ConfigMap %s/authbridge-runtime-config: %v", ns, err)
+	}
+}
+
 // agentDaemonSet finds the node agent's DaemonSet, whatever namespace the
 // manifests put it in.
 func (e *env) agentDaemonSet(t *testing.T) *appsv1.DaemonSet {

@@ -166,7 +166,7 @@ func (e *env) setCooperative(t *testing.T, allow bool) {
 	}
 	cfg := strings.Join(kept, "\n")
 	if allow {
-		cfg = "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v1\n" + cfg
+		cfg = "allowCooperative: true\nacknowledgeCooperativeRisks: security-model-v2\n" + cfg
 	} else {
 		cfg = "allowCooperative: false\n" + cfg
 	}
@@ -225,6 +225,9 @@ func TestCooperativeAndIncapableNode(t *testing.T) {
 	e := newEnv(t)
 	ns := e.namespace(t, "e2e-coop")
 	t.Cleanup(func() { e.setCooperative(t, false) })
+	// A pod annotation may only strengthen its namespace's mode: this
+	// namespace allows none, so its pods may say none or auto.
+	e.namespaceMode(t, ns, "none")
 
 	// 5a: refused while allowCooperative is false
 	e.createPod(t, ns, e.appPod("none-refused", "none", e.workers[0], true))

@@ -76,6 +76,9 @@ func TestRuntimeCallsStatus(t *testing.T) {
 func TestIncapableNodeStaysReady(t *testing.T) {
 	e := newEnv(t)
 	ns := e.namespace(t, "e2e-status")
+	// A pod annotation may only strengthen its namespace's mode: the
+	// namespace allows auto (its enforce-redirect pod is stronger).
+	e.namespaceMode(t, ns, "auto")
 	t.Cleanup(func() { e.setCooperative(t, false) })
 	e.setCooperative(t, true)
 	bad := e.workers[1]

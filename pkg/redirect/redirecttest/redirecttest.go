@@ -314,7 +314,10 @@ func HelperMain() {
 	case "ping":
 		out, err = pingClient(addr)
 	default:
-		err = fmt.Errorf("unknown helper mode %q", mode)
+		var known bool
+		if out, known, err = rawMode(mode, addr, os.Getenv(HelperEnv+"_PAYLOAD")); !known {
+			err = fmt.Errorf("unknown helper mode %q", mode)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
