@@ -37,7 +37,7 @@ func TestHelmInstallUpgrade(t *testing.T) {
 	// install (all but the Namespace, which the release lives in).
 	e.deleteAgentDS(t)
 	for _, args := range [][]string{
-		{"-n", agentNS, "delete", "configmap,serviceaccount", "-l", "app.kubernetes.io/name=authbridge-node", "--wait"},
+		{"-n", agentNS, "delete", "configmap,serviceaccount,role,rolebinding", "-l", "app.kubernetes.io/name=authbridge-node", "--wait"},
 		{"delete", "clusterrole,clusterrolebinding,validatingadmissionpolicy,validatingadmissionpolicybinding", "-l", "app.kubernetes.io/name=authbridge-node", "--wait"},
 	} {
 		if out, err := e.kubectl(args...); err != nil {
