@@ -23,7 +23,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/podmode"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
@@ -541,6 +543,12 @@ func TestGC(t *testing.T) {
 	if err := os.WriteFile(unrelated, []byte("not a record"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The node agent's in-place repair record of b: the runtime does not
+	// know its ID, so GC must keep it (the agent prunes it).
+	repairB := containerstate.Record{ContainerID: containerstate.RepairID(uidB), Namespace: nsName, Pod: "b", PodUID: uidB, Mode: podmode.Cooperative}
+	if err := containerstate.Write(e.stateDir, repairB); err != nil {
+		t.Fatal(err)
+	}
 	_, err := e.inHost(func() (any, error) {
 		return nil, e.cni.GCNetworkList(context.Background(), l, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: a.rt.ContainerID, IfName: "eth0"}}})
 	})
@@ -561,6 +569,16 @@ func TestGC(t *testing.T) {
 	// a's rules are still in place.
 	if err := e.check(l, a); err != nil {
 		t.Fatalf("CHECK after GC: %v", err)
+	}
+	if r, err := containerstate.Read(e.stateDir, repairB.ContainerID); err != nil || r == nil {
+		t.Fatalf("GC removed the agent's repair record: %v, %v", r, err)
+	}
+	// DEL of b's sandbox (CNI_ARGS carry its pod UID) ends the repair record.
+	if _, err := e.inHost(func() (any, error) { return nil, other.DelNetworkList(context.Background(), l, b.rt) }); err != nil {
+		t.Fatalf("DEL b: %v", err)
+	}
+	if r, err := containerstate.Read(e.stateDir, repairB.ContainerID); err != nil || r != nil {
+		t.Fatalf("repair record after the pod's DEL: %v, %v; want removed", r, err)
 	}
 }
 

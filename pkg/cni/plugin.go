@@ -29,14 +29,19 @@
 //
 // CHECK verifies the recorded rules in the netns (fails when flushed or
 // changed). DEL removes the rules (best effort, the netns may be gone) and
-// the record; it never needs the API server. DEL and GC parse the config
+// the record (and the node agent's in-place repair record of the pod,
+// repair-<K8S_POD_UID>); it never needs the API server. DEL and GC parse the config
 // leniently (ParseConfigLenient: unknown keys and invalid policy values are
 // logged at WARN, not errors) so a conflist entry written by a newer or older
 // agent never leaves pods stuck Terminating; malformed JSON is still an
 // error (the runtime retries). STATUS fails with code 50
 // (ErrPluginNotAvailable) only when the plugin itself cannot work (the
 // state dir is unusable); a missing node state or no working backend is
-// not a STATUS failure (a NotReady node evicts every pod). GC removes records of containers not in cni.dev/valid-attachments.
+// not a STATUS failure (a NotReady node evicts every pod). GC removes
+// records of containers not in cni.dev/valid-attachments (never the agent's
+// repair records: the runtime does not know their IDs). ADD's programming
+// (enforce.Program) and CHECK's verification are the code the node agent's
+// in-place repair and drift check run too (pkg/enforce).
 //
 // Each invocation logs one JSON line to logFile and sends a
 // pluginevents.Event to stateDir/plugin-events.sock (best effort).
@@ -48,10 +53,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -64,6 +67,7 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/decision"
+	"github.com/kagenti/authbridge-node/pkg/enforce"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
 	"github.com/kagenti/authbridge-node/pkg/podinfo"
@@ -331,78 +335,36 @@ func (p *Plugin) decide(args *skel.CmdArgs, conf *Conf, log *slog.Logger, k8s K8
 
 // enforce derives the pod's rules (resolvers, IP families), programs and
 // verifies them in its netns with the first working backend, and records
-// them in cs; any failure leaves no rules behind (fail closed).
+// them (enforce.Program, the code path the node agent's in-place repair
+// shares); any failure leaves no rules behind (fail closed).
 func (p *Plugin) enforce(args *skel.CmdArgs, conf *Conf, dec podDecision, r *record, cs *containerstate.Record) error {
-	resolvers, err := podinfo.Resolvers(dec.pod, conf.Policy, dec.state)
-	if err != nil {
-		return err
-	}
 	families, err := familiesOf(conf.PrevResult)
 	if err != nil {
 		return fmt.Errorf("pod %s/%s: %w", r.namespace, r.pod, err)
 	}
-	families, onLink, err := netnsFacts(args.Netns, families)
+	netns, err := ns.GetNS(args.Netns)
 	if err != nil {
-		return fmt.Errorf("pod %s/%s: %w", r.namespace, r.pod, err)
+		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("authbridge-cni: network namespace %q of pod %s/%s: %v", args.Netns, r.namespace, r.pod, err), "the runtime passed a netns that does not exist (CNI_NETNS)")
 	}
-	spec := conf.Policy.RedirectSpec(families...)
-	spec.Resolvers = resolvers
-	spec.OnLinkIPv6 = onLink
-	if err := spec.Validate(); err != nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni: rules for pod %s/%s: %v", r.namespace, r.pod, err), "fix the policy in the authbridge node agent config")
-	}
-	backend, attempts, err := p.apply(args.Netns, dec.Backends, spec)
-	r.attempts = attempts
-	if err != nil {
+	defer netns.Close()
+	res, err := enforce.Program(enforce.Request{
+		Pod: dec.pod, Policy: conf.Policy, State: dec.state, Backends: dec.Backends,
+		AddrFamilies: families, NetNS: netns, NewBackend: p.NewBackend,
+		StateDir: conf.StateDir, Record: *cs,
+	})
+	r.attempts = res.Attempts
+	var invalid *enforce.InvalidSpecError
+	switch {
+	case errors.As(err, &invalid):
+		return types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni: "+invalid.Error(), "fix the policy in the authbridge node agent config")
+	case errors.Is(err, enforce.ErrNotProgrammed):
 		return fmt.Errorf("pod %s/%s needs egress enforcement but its redirect rules could not be programmed, so it gets no network (fail closed): %w", r.namespace, r.pod, err)
-	}
-	r.backend = backend.Name()
-	cs.Backend, cs.Spec = backend.Name(), &spec
-	if err := containerstate.Write(conf.StateDir, *cs); err != nil {
-		// Without the record DEL and CHECK would not know the rules: undo.
-		if rerr := ns.WithNetNSPath(args.Netns, func(ns.NetNS) error { return backend.Remove() }); rerr != nil {
-			err = fmt.Errorf("%w (and removing the rules failed: %v)", err, rerr)
-		}
+	case err != nil:
 		return err
 	}
+	r.backend = res.Backend
+	cs.Backend, cs.Spec = res.Backend, &res.Spec
 	return nil
-}
-
-// apply enters the netns and programs the spec with the first backend whose
-// Apply and Verify succeed; a failed backend's leftovers are removed before
-// the next one is tried.
-func (p *Plugin) apply(netnsPath string, backends []string, spec redirect.Spec) (redirect.Backend, []string, error) {
-	var chosen redirect.Backend
-	var attempts []string
-	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		for _, name := range backends {
-			b, err := p.NewBackend(name)
-			if err == nil {
-				err = b.Apply(spec)
-				if err == nil {
-					err = b.Verify(spec)
-				}
-				if err != nil {
-					if rerr := b.Remove(); rerr != nil {
-						err = fmt.Errorf("%w (cleanup: %v)", err, rerr)
-					}
-				}
-			}
-			if err == nil {
-				chosen = b
-				return nil
-			}
-			attempts = append(attempts, name+": "+err.Error())
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, attempts, fmt.Errorf("enter network namespace %s: %w", netnsPath, err)
-	}
-	if chosen == nil {
-		return nil, attempts, fmt.Errorf("every working backend failed in the pod's netns (%s); check the node's kernel modules and the backend binaries, and the node agent's probe results", strings.Join(attempts, "; "))
-	}
-	return chosen, attempts, nil
 }
 
 // familiesOf returns the IP families of the container's addresses in the
@@ -436,38 +398,6 @@ func familiesOf(prev types.Result) ([]redirect.Family, error) {
 	return fams, nil
 }
 
-// netnsFacts reads what the rules need from the pod's netns: the families
-// to program and the on-link IPv6 prefixes (redirect.OnLinkIPv6). IPv6 is
-// programmed whenever the kernel has it, whatever the netns's IPv6 switch
-// says now and whatever prevResult's addresses are: a v4-only pod still has
-// link-local IPv6, and a pod whose IPv6 is off at ADD can have it switched
-// on later (a sysctl, an interface re-enabled), when rules decided at ADD
-// could no longer be added. IPv4 alone only on a kernel without IPv6.
-func netnsFacts(netnsPath string, fromPrev []redirect.Family) ([]redirect.Family, []netip.Prefix, error) {
-	var v6 bool
-	var onLink []netip.Prefix
-	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		var err error
-		if v6, err = redirect.KernelHasIPv6(); err != nil || !v6 {
-			return err
-		}
-		onLink, err = redirect.OnLinkIPv6()
-		return err
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("read IPv6 support and on-link routes in network namespace %s: %w", netnsPath, err)
-	}
-	for _, f := range fromPrev {
-		if f == redirect.IPv6 && !v6 {
-			return nil, nil, errors.New("prevResult has IPv6 addresses but the kernel has no IPv6 in the pod's network namespace")
-		}
-	}
-	if v6 {
-		return []redirect.Family{redirect.IPv4, redirect.IPv6}, onLink, nil
-	}
-	return []redirect.Family{redirect.IPv4}, nil, nil
-}
-
 // Del implements CNI DEL: idempotent, no API server, succeeds when the netns
 // is gone.
 func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
@@ -477,6 +407,14 @@ func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	defer func() { r.err = err; p.finish(conf, log, r) }()
+	// A pod the node agent repaired in place has its record under
+	// repair-<podUID>: the runtime tearing down any sandbox of the pod
+	// ends it (a new sandbox gets its own ADD and record).
+	if k8s, kerr := ParseK8sArgs(args.Args); kerr == nil && k8s.K8S_POD_UID != "" {
+		if rerr := p.delRecord(conf, log, args.Netns, containerstate.RepairID(string(k8s.K8S_POD_UID))); rerr != nil {
+			log.Warn("removing the in-place repair record failed", "container", args.ContainerID, "err", rerr.Error())
+		}
+	}
 	cs, err := containerstate.Read(conf.StateDir, args.ContainerID)
 	if err != nil {
 		// A corrupt record must not block the pod's deletion forever.
@@ -487,18 +425,30 @@ func (p *Plugin) Del(args *skel.CmdArgs) (err error) {
 		return nil
 	}
 	r.namespace, r.pod, r.mode, r.reason, r.backend = cs.Namespace, cs.Pod, cs.Mode, cs.Reason, cs.Backend
-	if cs.Backend != "" && args.Netns != "" {
+	return p.delRecord(conf, log, args.Netns, args.ContainerID)
+}
+
+// delRecord removes the rules of the record id in netnsPath (best effort)
+// and the record; a missing record is nothing to do.
+func (p *Plugin) delRecord(conf *Conf, log *slog.Logger, netnsPath, id string) error {
+	cs, err := containerstate.Read(conf.StateDir, id)
+	if err != nil || cs == nil {
+		if err != nil {
+			return containerstate.Remove(conf.StateDir, id)
+		}
+		return nil
+	}
+	if cs.Backend != "" && netnsPath != "" {
 		b, berr := p.NewBackend(cs.Backend)
 		if berr == nil {
-			berr = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error { return b.Remove() })
+			berr = ns.WithNetNSPath(netnsPath, func(ns.NetNS) error { return b.Remove() })
 		}
 		var gone ns.NSPathNotExistErr
 		if berr != nil && !errors.As(berr, &gone) {
-			// Best effort: the netns is about to be destroyed with its rules.
-			log.Warn("removing redirect rules failed", "container", args.ContainerID, "netns", args.Netns, "err", berr.Error())
+			log.Warn("removing redirect rules failed", "container", id, "netns", netnsPath, "err", berr.Error())
 		}
 	}
-	return containerstate.Remove(conf.StateDir, args.ContainerID)
+	return containerstate.Remove(conf.StateDir, id)
 }
 
 // Check implements CNI CHECK: the recorded rules must still be in place.
@@ -535,13 +485,14 @@ func (p *Plugin) Check(args *skel.CmdArgs) (err error) {
 	if cs.Spec == nil || cs.Backend == "" {
 		return fmt.Errorf("container state for %s is incomplete (no backend or spec); delete the pod to have it recreated", args.ContainerID)
 	}
-	b, err := p.NewBackend(cs.Backend)
+	netns, err := ns.GetNS(args.Netns)
 	if err != nil {
-		return err
+		return fmt.Errorf("pod %s/%s: network namespace %s: %w", r.namespace, r.pod, args.Netns, err)
 	}
-	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error { return b.Verify(*cs.Spec) })
-	if err != nil {
-		return fmt.Errorf("pod %s/%s: the %s redirect rules in its netns no longer match what ADD programmed, so its egress is not enforced: %w; delete the pod to have it recreated with rules",
+	defer netns.Close()
+	// The same check the node agent's drift pass runs every verifyInterval.
+	if err := enforce.Verify(netns, p.NewBackend, *cs); err != nil {
+		return fmt.Errorf("pod %s/%s: the %s redirect rules in its netns no longer match what ADD programmed, so its egress is not enforced: %w; the node agent re-applies them within its verifyInterval (EgressRulesDrifted Event)",
 			r.namespace, r.pod, cs.Backend, err)
 	}
 	return nil

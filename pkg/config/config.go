@@ -362,6 +362,9 @@ type Agent struct {
 	CredentialDir string `json:"credentialDir,omitempty"`
 	// ProbeInterval is how often the capability probe reruns (e.g. "5m").
 	ProbeInterval Duration `json:"probeInterval,omitempty"`
+	// VerifyInterval is how often the agent reads every enforced pod's
+	// rules back from the kernel and re-applies drifted ones (e.g. "30s").
+	VerifyInterval Duration `json:"verifyInterval,omitempty"`
 	// RemovedKeepEntryOnUpgrade is the removed keepEntryOnUpgrade key. The
 	// agent now never uninstalls on SIGTERM unless its DaemonSet is gone or
 	// no longer selects the node, so the key has no effect; it is still
@@ -415,7 +418,13 @@ const (
 	DefaultStateDir      = "/var/run/authbridge"
 	DefaultCredentialDir = "/var/lib/authbridge"
 	DefaultProbeInterval = 5 * time.Minute
-	DefaultMetricsAddr   = ":9860"
+	// DefaultVerifyInterval bounds how long drifted rules (a flushed
+	// table, a moved jump) go unnoticed.
+	DefaultVerifyInterval = 30 * time.Second
+	// MinVerifyInterval keeps the drift check's cost bounded (one Verify
+	// per enforced pod per pass).
+	MinVerifyInterval  = 5 * time.Second
+	DefaultMetricsAddr = ":9860"
 )
 
 // WithDefaults fills unset fields.
@@ -439,6 +448,9 @@ func (a Agent) WithDefaults() Agent {
 	if a.ProbeInterval.Duration == 0 {
 		a.ProbeInterval.Duration = DefaultProbeInterval
 	}
+	if a.VerifyInterval.Duration == 0 {
+		a.VerifyInterval.Duration = DefaultVerifyInterval
+	}
 	if a.MetricsAddr == "" {
 		a.MetricsAddr = DefaultMetricsAddr
 	}
@@ -455,6 +467,9 @@ func (a Agent) Validate() error {
 	}
 	if a.ProbeInterval.Duration < 10*time.Second {
 		return fmt.Errorf("field probeInterval: %s is too short; use at least 10s (default %s)", a.ProbeInterval, DefaultProbeInterval)
+	}
+	if a.VerifyInterval.Duration < MinVerifyInterval {
+		return fmt.Errorf("field verifyInterval: %s is too short; use at least %s (default %s): each pass reads every enforced pod's rules back from the kernel", a.VerifyInterval, MinVerifyInterval, DefaultVerifyInterval)
 	}
 	switch a.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -506,6 +521,7 @@ var zeroKeys = []struct{ key, why string }{
 	{"mark", fmt.Sprintf("mark 0 is what unmarked packets carry; remove the key for the default %#x or set the proxy's SO_MARK", redirect.DefaultMark)},
 	{"markMask", fmt.Sprintf("a zero mask matches no bit; remove the key for the default %#x", redirect.DefaultMarkMask)},
 	{"probeInterval", fmt.Sprintf("0s would never re-probe; remove the key for the default %s or use at least 10s", DefaultProbeInterval)},
+	{"verifyInterval", fmt.Sprintf("0s would never check the pods' rules for drift; remove the key for the default %s or use at least %s", DefaultVerifyInterval, MinVerifyInterval)},
 }
 
 // RefuseExplicitZeros refuses keys present in a raw config object with a
@@ -519,7 +535,7 @@ func RefuseExplicitZeros(raw map[string]json.RawMessage) error {
 		}
 		t := strings.TrimSpace(string(v))
 		zero := t == "null"
-		if !zero && z.key == "probeInterval" {
+		if !zero && (z.key == "probeInterval" || z.key == "verifyInterval") {
 			var d Duration
 			zero = d.UnmarshalJSON(v) == nil && d.Duration == 0
 		} else if !zero {

@@ -53,6 +53,7 @@ func TestParseAgentDefaultsAreStrict(t *testing.T) {
 			{"hostCNIConfDir", a.HostCNIConfDir, "/etc/cni/net.d"},
 			{"stateDir", a.StateDir, "/var/run/authbridge"},
 			{"probeInterval", a.ProbeInterval.Duration, 5 * time.Minute},
+			{"verifyInterval", a.VerifyInterval.Duration, 30 * time.Second},
 			{"keepEntryOnUpgrade (removed)", a.RemovedKeepEntryOnUpgrade == nil, true},
 			{"repairPods", a.RepairPods, false},
 			{"metricsAddr", a.MetricsAddr, ":9860"},
@@ -97,6 +98,7 @@ hostCNIConfDir: /etc/kubernetes/cni/net.d
 stateDir: /run/authbridge
 credentialDir: /var/lib/authbridge-node
 probeInterval: 90s
+verifyInterval: 15s
 keepEntryOnUpgrade: true
 repairPods: true
 excludeNamespaces: [kube-system, openshift-dns]
@@ -134,6 +136,7 @@ logLevel: debug
 		StateDir:                  "/run/authbridge",
 		CredentialDir:             "/var/lib/authbridge-node",
 		ProbeInterval:             Duration{90 * time.Second},
+		VerifyInterval:            Duration{15 * time.Second},
 		RemovedKeepEntryOnUpgrade: &yes,
 		RepairPods:                true,
 		MetricsAddr:               "127.0.0.1:9861",
@@ -224,6 +227,11 @@ func TestParseAgentBadValuesNameTheField(t *testing.T) {
 		{"probeInterval: -5m", "probeInterval", ""},
 		{"probeInterval: soon", "probeInterval", `"soon"`},
 		{"probeInterval: 300", "probeInterval", `"5m"`},
+		{"verifyInterval: 4s", "field verifyInterval", "at least 5s"},
+		{"verifyInterval: -1s", "field verifyInterval", "at least 5s"},
+		{"verifyInterval: 0s", "field verifyInterval", "never check"},
+		{"verifyInterval: null", "verifyInterval", ""},
+		{"verifyInterval: often", "verifyInterval", `"often"`},
 		{"logLevel: verbose", "logLevel", "debug, info, warn, error"},
 		{"cniBinDir: opt/cni/bin", "cniBinDir", "absolute"},
 		{"cniConfDir: net.d", "cniConfDir", "absolute"},

@@ -46,6 +46,19 @@ type Record struct {
 // Dir is the records' directory inside the state dir.
 const Dir = "containers"
 
+// RepairPrefix starts the container ID of a record the node agent wrote
+// when it programmed a running pod's rules in place (the plugin never saw
+// the pod's ADD): "repair-<podUID>". The runtime never passes such an ID,
+// so the plugin's GC keeps these records (the agent prunes them when the
+// pod is gone) and its DEL of any sandbox of the pod removes it.
+const RepairPrefix = "repair-"
+
+// RepairID is the container ID of the in-place repair record of a pod.
+func RepairID(podUID string) string { return RepairPrefix + podUID }
+
+// IsRepair reports whether containerID names an in-place repair record.
+func IsRepair(containerID string) bool { return strings.HasPrefix(containerID, RepairPrefix) }
+
 // Path is the record file of containerID; an ID that could escape the
 // directory is an error.
 func Path(stateDir, containerID string) (string, error) {
@@ -111,7 +124,9 @@ func Remove(stateDir, containerID string) error {
 }
 
 // GC removes the records of containers not in keep and
-// returns the removed container IDs. Only *.json records are touched.
+// returns the removed container IDs. Only *.json records are touched, and
+// never in-place repair records (IsRepair): the runtime does not know
+// their IDs; the node agent prunes them.
 func GC(stateDir string, keep map[string]bool) ([]string, error) {
 	dir := filepath.Join(stateDir, Dir)
 	entries, err := os.ReadDir(dir)
@@ -129,7 +144,7 @@ func GC(stateDir string, keep map[string]bool) ([]string, error) {
 			continue
 		}
 		id := strings.TrimSuffix(name, ".json")
-		if keep[id] {
+		if keep[id] || IsRepair(id) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -55,6 +55,19 @@ type Metrics struct {
 	HostNetworkPods prometheus.Gauge
 	// PodsRepaired counts pods deleted by repair (repairPods).
 	PodsRepaired prometheus.Counter
+	// RulesDrift counts enforced pods found with rules that no longer
+	// match their record (and re-applied), by backend.
+	RulesDrift *prometheus.CounterVec
+	// PodsRulesMismatched is the number of enforced pods whose rules did
+	// not match after the last verify pass (re-apply failed).
+	PodsRulesMismatched prometheus.Gauge
+	// VerifyPassDuration is one drift-check pass over every enforced pod.
+	VerifyPassDuration prometheus.Histogram
+	// RulesRepairs counts in-place repairs of pods without rules by result.
+	RulesRepairs *prometheus.CounterVec
+	// PodEnforcedSeconds is the time from a pod's sandbox getting its
+	// network to its egress-enforced condition first turning True.
+	PodEnforcedSeconds prometheus.Histogram
 	// AgentReady is 1 once installed and probed.
 	AgentReady prometheus.Gauge
 	// NodeUpdateErrors counts failed Node label/annotation patches.
@@ -126,6 +139,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: Namespace, Name: "pods_repaired_total",
 			Help: "Pods without rules deleted by the agent so their controller recreates them (repairPods).",
 		}),
+		RulesDrift: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "rules_drift_total",
+			Help: "Enforced pods whose redirect rules, read back from the kernel, no longer matched what was programmed (flushed, changed, jump moved, extra rule); each is re-applied. By the record's backend.",
+		}, []string{"backend"}),
+		PodsRulesMismatched: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "pods_rules_mismatched",
+			Help: "Enforced pods on this node whose rules still did not match after the last verify pass (re-applying failed): their egress is not enforced.",
+		}),
+		VerifyPassDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "verify_pass_duration_seconds",
+			Help:    "Duration of one verify pass: every enforced pod's rules read back from the kernel (and drifted ones re-applied).",
+			Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}),
+		RulesRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "rules_repairs_total",
+			Help: "In-place repairs of running AuthBridge pods that had no rules (the agent programmed them from the host), by result: success, failure.",
+		}, []string{"result"}),
+		PodEnforcedSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "pod_enforced_seconds",
+			Help:    "Time from a pod's sandbox getting its network to its authbridge.kagenti.io/egress-enforced condition first turning True.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300},
+		}),
 		AgentReady: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "agent_ready",
 			Help: "1 once the plugin is installed and the node probed at least once, else 0.",
@@ -138,7 +173,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.ProbeBackendWorks, m.ProbeDuration, m.EgressRedirectCapable,
 		m.CNIOperations, m.CNIAddDuration, m.CNIPods, m.Pods, m.CooperativePods,
 		m.ConflistReinsertions, m.TokenRefreshes, m.DecisionAnswers, m.ConfigWeakenings,
-		m.PodsWithoutRules, m.HostNetworkPods, m.PodsRepaired, m.AgentReady, m.NodeUpdateErrors)
+		m.PodsWithoutRules, m.HostNetworkPods, m.PodsRepaired, m.RulesDrift, m.PodsRulesMismatched,
+		m.VerifyPassDuration, m.RulesRepairs, m.PodEnforcedSeconds, m.AgentReady, m.NodeUpdateErrors)
 	return m
 }
 

@@ -62,6 +62,15 @@ func NewKubeSource(kubeconfigPath string, timeout time.Duration) (*KubeSource, e
 	return &KubeSource{client: cs, host: cfg.Host, timeout: timeout}, nil
 }
 
+// NewClientSource reads through an existing client (the node agent's own,
+// for in-place repair); host names the server in errors.
+func NewClientSource(cs kubernetes.Interface, host string, timeout time.Duration) *KubeSource {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &KubeSource{client: cs, host: host, timeout: timeout}
+}
+
 // Host is the API server URL from the kubeconfig.
 func (k *KubeSource) Host() string { return k.host }
 

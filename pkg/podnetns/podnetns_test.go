@@ -87,11 +87,11 @@ func startIn(t *testing.T, root, rel string, hostNet bool) int {
 func TestFindRealProcesses(t *testing.T) {
 	root := cgroupRoot(t)
 	base := fmt.Sprintf("authbridge-podnetns-test-%d", os.Getpid())
-	const (
-		uidCgroupfs = "0b6a3c6e-1111-4c5e-9f0a-000000000001"
-		uidSystemd  = "0b6a3c6e-2222-4c5e-9f0a-000000000002"
-		uidHostNet  = "0b6a3c6e-3333-4c5e-9f0a-000000000003"
-	)
+	// UIDs unique to this run: Find scans the whole /proc, so a concurrent
+	// run of this test (another worktree, go test -count) would otherwise
+	// show its processes under the same UIDs.
+	uid := func(n int) string { return fmt.Sprintf("0b6a3c6e-%d%d%d%d-4c5e-9f0a-%012d", n, n, n, n, os.Getpid()) }
+	uidCgroupfs, uidSystemd, uidHostNet := uid(1), uid(2), uid(3)
 	pidA := startIn(t, root, filepath.Join(base, "kubepods/besteffort/pod"+uidCgroupfs, "abc123"), false)
 	pidB := startIn(t, root, filepath.Join(base, "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"+strings.ReplaceAll(uidSystemd, "-", "_")+".slice/cri-containerd-def456.scope"), false)
 	startIn(t, root, filepath.Join(base, "kubepods/pod"+uidHostNet, "ghi789"), true)
@@ -112,7 +112,7 @@ func TestFindRealProcesses(t *testing.T) {
 	if _, err := f.Find(uidHostNet); err == nil || !strings.Contains(err.Error(), "hostNetwork") {
 		t.Errorf("hostNetwork pod: err = %v, want a refusal naming hostNetwork", err)
 	}
-	if _, err := f.Find("0b6a3c6e-4444-4c5e-9f0a-000000000004"); !errors.Is(err, ErrNotFound) {
+	if _, err := f.Find(uid(4)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("absent pod: err = %v, want ErrNotFound", err)
 	}
 	// Two processes of one pod in different namespaces: refuse to guess.

@@ -1,4 +1,4 @@
-package cni
+package enforce
 
 import (
 	"errors"
@@ -31,15 +31,15 @@ func TestApplyFallsBackAndCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { n.Close(); _ = testutils.UnmountNS(n) }()
-	p := &Plugin{NewBackend: func(name string) (redirect.Backend, error) {
+	newBackend := func(name string) (redirect.Backend, error) {
 		b, err := redirect.New(name)
 		if err != nil || name != redirect.BackendNFTables {
 			return b, err
 		}
 		return brokenApply{b}, nil
-	}}
+	}
 	spec := redirect.DefaultSpec(redirect.IPv4)
-	b, attempts, err := p.apply(n.Path(), []string{redirect.BackendNFTables, redirect.BackendIPTablesLegacy}, spec)
+	b, attempts, err := Apply(n, newBackend, []string{redirect.BackendNFTables, redirect.BackendIPTablesLegacy}, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,16 +61,19 @@ func TestApplyFallsBackAndCleansUp(t *testing.T) {
 	}
 
 	// Every backend failing is an error naming each one.
-	p.NewBackend = func(name string) (redirect.Backend, error) {
+	allBroken := func(name string) (redirect.Backend, error) {
 		b, err := redirect.New(name)
 		return brokenApply{b}, err
 	}
-	_, _, err = p.apply(n.Path(), []string{redirect.BackendNFTables, redirect.BackendIPTablesNFT}, spec)
+	_, _, err = Apply(n, allBroken, []string{redirect.BackendNFTables, redirect.BackendIPTablesNFT}, spec)
 	if err == nil || !strings.Contains(err.Error(), "nftables: injected") || !strings.Contains(err.Error(), "iptables-nft: injected") {
 		t.Fatalf("all failing = %v", err)
 	}
-	_, _, err = p.apply("/var/run/netns/authbridge-missing", []string{redirect.BackendNFTables}, spec)
-	if err == nil || !strings.Contains(err.Error(), "authbridge-missing") {
-		t.Fatalf("missing netns = %v", err)
+	if !errors.Is(err, ErrNotProgrammed) {
+		t.Fatalf("all failing = %v; want ErrNotProgrammed", err)
+	}
+	// No backend at all (the node state lists none working) is refused too.
+	if _, _, err = Apply(n, redirect.New, nil, spec); !errors.Is(err, ErrNotProgrammed) {
+		t.Fatalf("no backends = %v; want ErrNotProgrammed", err)
 	}
 }
