@@ -2,7 +2,9 @@
 // redirect backends work and writes the node state file the plugin reads,
 // installs the plugin and keeps it installed, labels its Node with the
 // capability, turns the plugin's events into metrics and Kubernetes Events,
-// reports AuthBridge pods that started without rules, and serves /metrics,
+// repairs AuthBridge pods that started without rules in place, verifies
+// every enforced pod's rules every verifyInterval (re-applying drifted
+// ones), keeps the pods' egress-enforced condition, and serves /metrics,
 // /healthz and /readyz.
 //
 // Order at start, chosen so the plugin never runs without what it needs:
@@ -33,9 +35,12 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/capability"
 	"github.com/kagenti/authbridge-node/pkg/config"
+	"github.com/kagenti/authbridge-node/pkg/enforce"
 	"github.com/kagenti/authbridge-node/pkg/metrics"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
+	"github.com/kagenti/authbridge-node/pkg/podnetns"
+	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 
 // Node labels and annotations the agent owns.
@@ -120,6 +125,14 @@ type Options struct {
 	// PodsWithoutRulesGrace is how old a pod's sandbox must be before a
 	// missing plugin state file counts as "no rules" (default 60s).
 	PodsWithoutRulesGrace time.Duration
+	// VerifyInterval is how often every enforced pod's rules are verified
+	// (default Config.VerifyInterval).
+	VerifyInterval time.Duration
+	// NetNSFinder finds a running pod's netns for in-place repair; default
+	// podnetns.Finder on HostRoot's proc.
+	NetNSFinder NetNSFinder
+	// NewBackend returns a redirect backend by name (default redirect.New).
+	NewBackend enforce.NewBackendFunc
 	// Listener for the health server; Config.MetricsAddr when nil.
 	Listener net.Listener
 	// APIRetryMax caps the backoff between failed API calls (default 30s).
@@ -148,8 +161,10 @@ type Agent struct {
 	// excludedWarned: namespaces of excludeNamespaces found running
 	// AuthBridge pods (warned once each).
 	excludedWarned map[string]bool
+	mismatch       map[string]bool // records whose drift could not be re-applied
 
 	nodeKick   chan struct{}
+	verifyKick chan struct{}
 	apiWork    chan func(context.Context)
 	nodeSynced chan struct{}
 }
@@ -182,6 +197,18 @@ func New(o Options) (*Agent, error) {
 	if o.PodsWithoutRulesGrace <= 0 {
 		o.PodsWithoutRulesGrace = 60 * time.Second
 	}
+	if o.VerifyInterval <= 0 {
+		o.VerifyInterval = o.Config.VerifyInterval.Duration
+	}
+	if o.VerifyInterval <= 0 {
+		o.VerifyInterval = config.DefaultVerifyInterval
+	}
+	if o.NetNSFinder == nil {
+		o.NetNSFinder = podnetns.Finder{ProcRoot: filepath.Join(orRoot(o.HostRoot), "proc")}
+	}
+	if o.NewBackend == nil {
+		o.NewBackend = redirect.New
+	}
 	a := &Agent{
 		o:              o,
 		cfg:            o.Config,
@@ -190,7 +217,9 @@ func New(o Options) (*Agent, error) {
 		metrics:        metrics.NewMetrics(o.Registry),
 		reported:       map[string]bool{},
 		excludedWarned: map[string]bool{},
+		mismatch:       map[string]bool{},
 		nodeKick:       make(chan struct{}, 1),
+		verifyKick:     make(chan struct{}, 1),
 		apiWork:        make(chan func(context.Context), 256),
 		nodeSynced:     make(chan struct{}, 1),
 	}
@@ -323,10 +352,11 @@ func (a *Agent) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}()
 	}
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); a.apiWorker(ctx) }()
 	go func() { defer wg.Done(); a.nodeSyncLoop(ctx) }()
 	go func() { defer wg.Done(); a.serveDecisions(ctx) }()
+	go func() { defer wg.Done(); a.verifyLoop(ctx) }()
 }
 
 // startInstaller runs the Installer until ctx ends: installed is closed
@@ -458,6 +488,14 @@ func (a *Agent) installExtension(ctx context.Context, ext NodeExtension) {
 	a.desired.addMarks(marks)
 	a.mu.Unlock()
 	a.startWatch(ctx, ext)
+}
+
+// orRoot is hostRoot, "/" when unset.
+func orRoot(hostRoot string) string {
+	if hostRoot == "" {
+		return "/"
+	}
+	return hostRoot
 }
 
 // backoff doubles d up to max.

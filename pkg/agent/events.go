@@ -52,6 +52,9 @@ func (a *Agent) HandlePluginEvent(ev pluginevents.Event) {
 	if ev.Op != pluginevents.OpAdd || ev.Namespace == "" || ev.Pod == "" {
 		return
 	}
+	if ev.Result == pluginevents.Success && (ev.Mode == podmode.EnforceRedirect.Label() || ev.Mode == podmode.Cooperative.Label()) {
+		a.kickVerify() // the new pod's egress-enforced condition
+	}
 	switch {
 	case ev.Result == pluginevents.Success && ev.Mode == podmode.Cooperative.Label():
 		typ := corev1.EventTypeNormal

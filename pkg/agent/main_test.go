@@ -22,6 +22,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/metrics"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
+	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
 	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
@@ -30,6 +31,9 @@ import (
 var srv *apiserver.Server
 
 func TestMain(m *testing.M) {
+	// The drift and repair tests send real traffic through a re-executed
+	// copy of this binary (redirecttest's client helper).
+	redirecttest.HelperMain()
 	os.Exit(apiserver.RunTests(m, func(s *apiserver.Server) { srv = s }))
 }
 

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kagenti/authbridge-node/pkg/containerstate"
+	"github.com/kagenti/authbridge-node/pkg/podcondition"
 	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
@@ -124,10 +125,12 @@ func (a *Agent) podsNotEnforced(ctx context.Context, now time.Time) (without, ho
 	return without, hostNetwork, nil
 }
 
-// CheckPodsWithoutRules updates authbridge_pods_without_rules, emits an
-// Event on each such pod once, and with repairPods deletes controller-owned
-// ones so they are recreated with rules. It does nothing before the agent
-// is ready (the plugin is not installed yet, so every pod lacks rules).
+// CheckPodsWithoutRules emits an Event on each such pod once, repairs it
+// in place (RepairInPlace: the plugin's rules, programmed from the host),
+// and only when that fails and repairPods is on deletes a controller-owned
+// pod so it is recreated with rules; authbridge_pods_without_rules counts
+// the pods still without rules. It does nothing before the agent is ready
+// (the plugin is not installed yet, and the node not probed).
 func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 	a.mu.Lock()
 	ready := a.ready
@@ -140,7 +143,6 @@ func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 		a.log.Warn("cannot check for pods without rules", "err", err)
 		return
 	}
-	a.metrics.PodsWithoutRules.Set(float64(len(pods)))
 	a.metrics.HostNetworkPods.Set(float64(len(hostNet)))
 	// Forget pods no longer without rules (deleted, or given a new
 	// sandbox the plugin saw), so the map does not grow forever.
@@ -172,6 +174,8 @@ func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 		a.emit(ctx, ref, corev1.EventTypeWarning, ReasonNotEnforceable,
 			"pod has hostNetwork: true: the runtime runs no CNI plugin for it, so authbridge-cni cannot program egress redirect rules and nothing makes its traffic pass the proxy; run it without hostNetwork (the admission policy in manifests/policies refuses such pods)")
 	}
+	without := len(pods)
+	defer func() { a.metrics.PodsWithoutRules.Set(float64(without)) }()
 	for i := range pods {
 		p := &pods[i]
 		ref := corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: p.Namespace, Name: p.Name, UID: p.UID, ResourceVersion: p.ResourceVersion}
@@ -182,7 +186,12 @@ func (a *Agent) CheckPodsWithoutRules(ctx context.Context) {
 		if !seen {
 			a.log.Warn("AuthBridge pod has no egress redirect rules: its network was set up while the authbridge-cni plugin was not in the chain", "pod", p.Namespace+"/"+p.Name)
 			a.emit(ctx, ref, corev1.EventTypeWarning, ReasonEgressRulesMissing,
-				"pod got its network while the authbridge-cni plugin was not in this node's CNI chain (before the node agent installed it, or while its entry was missing): it has no egress redirect rules; delete it so its controller recreates it with rules (or enable repairPods)")
+				"pod got its network while the authbridge-cni plugin was not in this node's CNI chain (before the node agent installed it, or while its entry was missing): it has no egress redirect rules; the node agent programs them in place")
+			a.setCondition(ctx, p, podcondition.NotEnforced(podcondition.ReasonRulesMissing, "the pod got its network without the authbridge-cni plugin: no egress redirect rules"))
+		}
+		if a.repairPod(ctx, p, !seen) {
+			without--
+			continue
 		}
 		if !a.cfg.RepairPods {
 			continue

@@ -22,7 +22,10 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
+	"github.com/kagenti/authbridge-node/pkg/podcondition"
+	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
 // applyRBAC renders a kustomize dir from manifests/ and creates its
@@ -118,12 +121,22 @@ func TestRBACFromManifests(t *testing.T) {
 	if l, _ := nodeLabels(t, adm, node); l[LabelEgressRedirect] != "nftables" {
 		t.Fatalf("restricted agent did not label the node: %v", l)
 	}
+	// The plugin's record of the ADD, so the agent's verify pass (kicked by
+	// the event) writes the pod's condition through pods/status.
+	if err := containerstate.Write(cfg.StateDir, containerstate.Record{ContainerID: "rbac-coop", Namespace: ns, Pod: pod.Name,
+		PodUID: string(pod.UID), Mode: podmode.Cooperative, Reason: podmode.ReasonAnnotation}); err != nil {
+		t.Fatal(err)
+	}
 	if err := pluginevents.Send(h.a.SocketPath(), pluginevents.Event{Op: "ADD", Result: "success", Mode: "cooperative", Reason: "annotation", Namespace: ns, Pod: pod.Name}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, func() (bool, string) {
 		evs := eventsWithReason(events(t, adm, ns, "Pod", pod.Name), ReasonCooperativeEgress)
 		return len(evs) == 1 && evs[0].InvolvedObject.UID == pod.UID, "cooperative event by restricted agent"
+	})
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		c := condition(t, adm, pod)
+		return c != nil && c.Reason == podcondition.ReasonCooperative, fmt.Sprintf("condition written by the restricted agent: %+v", c)
 	})
 	if n := len(eventsWithReason(events(t, adm, "default", "Node", node), ReasonCapabilityChanged)); n != 1 {
 		t.Fatalf("node event by restricted agent: %d", n)
