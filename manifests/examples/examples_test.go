@@ -25,6 +25,7 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/podcondition"
 	"github.com/kagenti/authbridge-node/pkg/podinfo"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
@@ -471,5 +472,10 @@ func TestValidatorExample(t *testing.T) {
 	}
 	if v.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
 		t.Errorf("validator terminationMessagePolicy = %q, want FallbackToLogsOnError so describe shows the reason", v.TerminationMessagePolicy)
+	}
+	// The readiness gate names the condition the node agent keeps
+	// (podcondition.Type), once.
+	if len(spec.ReadinessGates) != 1 || spec.ReadinessGates[0].ConditionType != podcondition.Type {
+		t.Errorf("readinessGates = %+v, want exactly [{conditionType: %s}]", spec.ReadinessGates, podcondition.Type)
 	}
 }
