@@ -116,6 +116,13 @@ func TestSurvivesReboot(t *testing.T) {
 	names := e.churn(t, ns, node, churnPods, 500*time.Millisecond, func() {
 		if out, err := dockerCmd("restart", node); err != nil {
 			t.Errorf("restart %s: %v: %s", node, err, out)
+			return
+		}
+		// The routes to the other nodes' podCIDRs are not on disk: kindnetd
+		// would put them back after a reboot, cni-setup.sh does it here
+		// (idempotent; the conflist, with our entry, survived on disk).
+		if out, err := exec.Command("bash", filepath.Join(mustEnv(t, "E2E_REPO_ROOT"), "test", "e2e", "cni-setup.sh")).CombinedOutput(); err != nil {
+			t.Errorf("restore the primary network's routes after the reboot: %v: %s", err, out)
 		}
 	})
 	all := append(before, names...)
