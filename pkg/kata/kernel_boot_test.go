@@ -17,11 +17,16 @@ import (
 )
 
 // guestKernel returns a Debian kernel (linux-image-cloud-amd64's image),
-// fetched once with apt-get download into the user cache.
+// fetched once with apt-get download into the project cache
+// (AUTHBRIDGE_CACHE, default ~/.cache/authbridge-node, as hack/build-kube.sh).
 func guestKernel(t *testing.T) string {
 	t.Helper()
-	home, _ := os.UserHomeDir()
-	dir := filepath.Join(home, ".cache", "authbridge-node", "guest-kernel")
+	cache := os.Getenv("AUTHBRIDGE_CACHE")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache", "authbridge-node")
+	}
+	dir := filepath.Join(cache, "guest-kernel")
 	if m, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*")); len(m) > 0 {
 		return m[0]
 	}

@@ -39,6 +39,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -148,7 +149,7 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	apiBin, err := findAPIServer(ctx)
+	apiBin, err := findAPIServer()
 	if err != nil {
 		return nil, err
 	}
@@ -568,7 +569,13 @@ func findEtcd() (string, error) {
 // findAPIServer returns AUTHBRIDGE_KUBE_APISERVER or the binary built (and
 // cached) by hack/build-kube.sh, running it when needed; the script takes a
 // lock, so concurrent callers wait for one build.
-func findAPIServer(ctx context.Context) (string, error) {
+//
+// The build is deliberately not bounded by the caller's context: a first
+// build on a fresh machine takes minutes, longer than any start-up timeout,
+// and killing it half way only makes the next run start over. make test and
+// make demo build before any timeout starts; this is the fallback for a bare
+// `go test`. The script's progress lines go to stderr as they come.
+func findAPIServer() (string, error) {
 	if p := os.Getenv("AUTHBRIDGE_KUBE_APISERVER"); p != "" {
 		return p, nil
 	}
@@ -577,11 +584,11 @@ func findAPIServer(ctx context.Context) (string, error) {
 		return "", err
 	}
 	script := filepath.Join(root, "hack", "build-kube.sh")
-	cmd := exec.CommandContext(ctx, "bash", script, "kube-apiserver")
+	cmd := exec.Command("bash", script, "kube-apiserver")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "KUBE_VERSION="+KubeVersion)
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd.Stderr = io.MultiWriter(os.Stderr, &stderr)
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("hack/build-kube.sh kube-apiserver failed (needs the Go module proxy; or set AUTHBRIDGE_KUBE_APISERVER): %w\n%s", err, tail(stderr.String(), 3000))
