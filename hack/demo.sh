@@ -16,7 +16,7 @@ apidir=$(bash hack/build-kube.sh kube-apiserver)
 took $t0
 
 t0=$SECONDS
-say "[2/3] building authbridge-cni, the CNI reference plugins and the demo: first run about 2 min on 2 cores, then seconds"
+say "[2/3] building authbridge-cni, the CNI reference plugins and the demo: first run about 1 min, then seconds"
 mkdir -p bin/cni
 export CGO_ENABLED=0
 go build -o bin/cni/authbridge-cni ./cmd/cni-plugin

@@ -13,6 +13,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/testutils"
 
 	"github.com/kagenti/authbridge-node/pkg/redirect"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 var (
@@ -24,6 +25,7 @@ var (
 // families, disabled -> IPv4 only. /proc/sys/net shows the netns of the
 // reader, which is why the agent (hostNetwork) reads its own /proc.
 func TestProbeFamiliesFromKernel(t *testing.T) {
+	testenv.Root(t, "network namespaces")
 	n, err := testutils.NewNS()
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kagenti/authbridge-node/pkg/decision"
+	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
 // The production installer (pkg/install's Keeper and the Node-bound
@@ -27,6 +28,7 @@ import (
 // plain stop (rollout) leaves everything; a real uninstall removes entry,
 // binary and credential.
 func TestRunWithPluginInstaller(t *testing.T) {
+	srv := apiserver.Shared(t)
 	adm := admin(t)
 	ctx := context.Background()
 	applyRBAC(t, adm, "base")
@@ -167,6 +169,7 @@ func TestRunWithPluginInstaller(t *testing.T) {
 // agentClient is a client with a TokenRequest token of the agent's
 // ServiceAccount (applyRBAC(t, cs, "base") first): RBAC as in production.
 func agentClient(t *testing.T) kubernetes.Interface {
+	srv := apiserver.Shared(t)
 	t.Helper()
 	tok, err := srv.ServiceAccountToken(context.Background(), "authbridge-system", "authbridge-node", time.Hour)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 // agent whose ServiceAccount was deleted (kubectl delete -k) uninstall;
 // an unreachable API server keeps (it cannot tell).
 func TestOwnerCheck(t *testing.T) {
+	srv := apiserver.Shared(t)
 	adm := admin(t)
 	ctx := context.Background()
 	ns, node := "owner-ns", "node-owner"
@@ -303,6 +304,7 @@ func TestExcludedNamespaceWithAuthBridgePodsIsAWeakening(t *testing.T) {
 // (on disk) lets the installer go on at once, while the refresh keeps
 // retrying; without one the installer waits.
 func TestCredentialRunWithAPIServerAway(t *testing.T) {
+	srv := apiserver.Shared(t)
 	cfg := srv.AdminConfig()
 	cfg.Host, cfg.Timeout = "https://127.0.0.1:1", 500*time.Millisecond
 	down, err := kubernetes.NewForConfig(cfg)

@@ -26,20 +26,21 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
-// One real kube-apiserver (+ etcd) for the package; each test uses its own
-// Node and namespace names.
-var srv *apiserver.Server
-
+// One real kube-apiserver (+ etcd) for the package, started by the first
+// test that needs it (apiserver.Shared); each test uses its own Node and
+// namespace names.
 func TestMain(m *testing.M) {
 	// The drift and repair tests send real traffic through a re-executed
 	// copy of this binary (redirecttest's client helper).
 	redirecttest.HelperMain()
-	os.Exit(apiserver.RunTests(m, func(s *apiserver.Server) { srv = s }))
+	os.Exit(apiserver.RunTests(m))
 }
 
+// admin is a system:masters client of the package's API server; it skips
+// the test under -short (no kube-apiserver there).
 func admin(t *testing.T) kubernetes.Interface {
 	t.Helper()
-	return srv.AdminClient(t)
+	return apiserver.Shared(t).AdminClient(t)
 }
 
 // fakeProbe stands in for capability.Probe (tested with real kernels in

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
+	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
 func nodeLabels(t *testing.T, cs kubernetes.Interface, name string) (map[string]string, map[string]string) {
@@ -225,6 +226,7 @@ func TestReadiness(t *testing.T) {
 // An API server that is down: the agent keeps retrying with backoff, stays
 // unready and counts the failures; the state file is written anyway.
 func TestAPIServerDown(t *testing.T) {
+	srv := apiserver.Shared(t)
 	cfg := srv.AdminConfig()
 	cfg.Host = "https://127.0.0.1:1" // nothing listens there
 	cfg.Timeout = time.Second

@@ -26,6 +26,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
 	"github.com/kagenti/authbridge-node/pkg/podcondition"
 	"github.com/kagenti/authbridge-node/pkg/podmode"
+	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
 // applyRBAC renders a kustomize dir from manifests/ and creates its
@@ -93,6 +94,7 @@ func mustDecode(t *testing.T, b []byte, o any) {
 // allowed by the role; that is documented in manifests/README.md rather
 // than asserted away here.
 func TestRBACFromManifests(t *testing.T) {
+	srv := apiserver.Shared(t)
 	adm := admin(t)
 	ctx := context.Background()
 	applyRBAC(t, adm, "base")

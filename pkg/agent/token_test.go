@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
 // Why the plugin no longer uses the agent pod's (projected) token: the API
@@ -23,6 +25,7 @@ import (
 // ADD between an old agent pod's deletion and its successor's first write
 // failed with 401. TestNodeBoundTokenOutlivesAgentPod shows what replaced it.
 func TestBoundTokenDiesWithAgentPod(t *testing.T) {
+	srv := apiserver.Shared(t)
 	adm := admin(t)
 	ctx := context.Background()
 	ns, node := "token-ns", "node-token"
@@ -69,6 +72,7 @@ func TestBoundTokenDiesWithAgentPod(t *testing.T) {
 // ServiceAccount bound to the Node, with no pod claim, so it keeps working
 // when agent pods come and go, and is rejected once the Node is deleted.
 func TestNodeBoundTokenOutlivesAgentPod(t *testing.T) {
+	srv := apiserver.Shared(t)
 	adm := admin(t)
 	ctx := context.Background()
 	applyRBAC(t, adm, "base")

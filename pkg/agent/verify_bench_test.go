@@ -17,6 +17,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/enforce"
 	"github.com/kagenti/authbridge-node/pkg/podmode"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
+	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
 // BenchmarkVerifyPass110Pods is the agent's own cost of one verify pass on
@@ -29,7 +30,7 @@ import (
 // CPU as a share of one core at the default verifyInterval).
 func BenchmarkVerifyPass110Pods(b *testing.B) {
 	const pods = 110
-	cs := srv.AdminClient(b)
+	cs := apiserver.Shared(b).AdminClient(b)
 	for _, backend := range redirect.AllBackends {
 		b.Run(backend, func(b *testing.B) {
 			cfg, err := config.ParseAgent(nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/kagenti/authbridge-node/pkg/redirect"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 func noEnv(string) string { return "" }
@@ -20,6 +21,7 @@ func noEnv(string) string { return "" }
 // the iptables nat/filter/owner/mark matches and ip6 NAT built in; every
 // backend must therefore really work here.
 func TestProbeAllBackendsWork(t *testing.T) {
+	testenv.Root(t, "network namespaces, netfilter")
 	for name, fams := range map[string][]redirect.Family{
 		"ipv4":       nil,
 		"dual-stack": {redirect.IPv4, redirect.IPv6},
@@ -56,6 +58,7 @@ func TestProbeAllBackendsWork(t *testing.T) {
 }
 
 func TestProbeForcedFailure(t *testing.T) {
+	testenv.Root(t, "network namespaces, netfilter")
 	env := func(v string) func(string) string {
 		return func(k string) string {
 			if k == ForceFailEnv {
@@ -231,6 +234,7 @@ func (b brokenBackend) Apply(s redirect.Spec) error {
 }
 
 func TestProbeJudgesByTraffic(t *testing.T) {
+	testenv.Root(t, "network namespaces, netfilter")
 	cases := map[string]struct {
 		mutate func(*redirect.Spec)
 		want   string

@@ -326,7 +326,7 @@ func TestModes(t *testing.T) {
 		// A RuntimeClass named like nothing in vmRuntimeClasses whose
 		// handler is gVisor's: enforce fails closed before any rule is
 		// programmed, auto goes cooperative with reason sandboxed-runtime.
-		if _, err := admin.NodeV1().RuntimeClasses().Create(context.Background(), &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "sandboxed"}, Handler: "runsc"}, metav1.CreateOptions{}); err != nil {
+		if _, err := adminClient(t).NodeV1().RuntimeClasses().Create(context.Background(), &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "sandboxed"}, Handler: "runsc"}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		withRC := func(p *corev1.Pod) { rc := "sandboxed"; p.Spec.RuntimeClassName = &rc }
@@ -457,7 +457,7 @@ func TestModes(t *testing.T) {
 func createConfigMap(t testing.TB, namespace, doc string) {
 	t.Helper()
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: config.NamespaceConfigMap}, Data: map[string]string{config.NamespaceConfigMapKey: doc}}
-	_, err := admin.CoreV1().ConfigMaps(namespace).Create(context.Background(), cm, metav1.CreateOptions{})
+	_, err := adminClient(t).CoreV1().ConfigMaps(namespace).Create(context.Background(), cm, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -529,7 +529,7 @@ func TestGC(t *testing.T) {
 	}
 	// b is ADDed through a runtime whose cache is separate, so libcni's own
 	// GC does not DEL it: only the plugin's GC can clean its record.
-	other := libcni.NewCNIConfigWithCacheDir([]string{binDir}, t.TempDir(), nil)
+	other := libcni.NewCNIConfigWithCacheDir([]string{pluginDir(t)}, t.TempDir(), nil)
 	b := e.newPod(nsName, "b", uidB)
 	if _, err := e.inHost(func() (any, error) { return other.AddNetworkList(context.Background(), l, b.rt) }); err != nil {
 		t.Fatal(err)

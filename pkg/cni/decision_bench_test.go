@@ -15,6 +15,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/podinfo"
 	"github.com/kagenti/authbridge-node/pkg/podmode"
+	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
 // BenchmarkDecision measures an ADD's decision (its inputs, then
@@ -32,9 +33,9 @@ func BenchmarkDecision(b *testing.B) {
 	createConfigMap(b, nsName, "egressEnforcement: enforce-redirect\n")
 	e.serveAgent(node)
 	policy := config.Policy{}.WithDefaults()
-	state := &nodestate.State{Results: probed}
+	state := &nodestate.State{Results: probeResults(b)}
 	kubeconfig := filepath.Join(b.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, srv.AdminKubeconfig(), 0o600); err != nil {
+	if err := os.WriteFile(kubeconfig, apiserver.Shared(b).AdminKubeconfig(), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	decide := func(b *testing.B, pod *corev1.Pod, nsCfg podinfo.NamespaceConfig) {

@@ -12,12 +12,15 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/testutils"
+
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 // execPlugin runs the built binary like a runtime does and returns its exit
 // error, stdout and stderr.
 func execPlugin(t *testing.T, cmd, netns, args string, stdin []byte) (error, []byte, string) {
 	t.Helper()
+	binDir := pluginDir(t)
 	c := exec.Command(filepath.Join(binDir, "authbridge-cni"))
 	c.Env = []string{"CNI_COMMAND=" + cmd, "CNI_CONTAINERID=ctr1", "CNI_NETNS=" + netns, "CNI_IFNAME=eth0", "CNI_PATH=" + binDir, "CNI_ARGS=" + args}
 	c.Stdin = bytes.NewReader(stdin)
@@ -30,6 +33,7 @@ func execPlugin(t *testing.T, cmd, netns, args string, stdin []byte) (error, []b
 // TestBadInputs: every bad input gives a CNI error object on stdout, a
 // non-zero exit and no panic.
 func TestBadInputs(t *testing.T) {
+	testenv.Root(t, "network namespaces")
 	dir := t.TempDir()
 	n, err := testutils.NewNS()
 	if err != nil {
@@ -101,6 +105,7 @@ func TestBadInputs(t *testing.T) {
 // TestPassThrough: a container that is not a Kubernetes pod gets prevResult
 // back unchanged, in each supported version.
 func TestPassThrough(t *testing.T) {
+	testenv.Root(t, "network namespaces")
 	dir := t.TempDir()
 	n, err := testutils.NewNS()
 	if err != nil {

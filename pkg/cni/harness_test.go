@@ -32,56 +32,87 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
 	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
-// Shared by all tests of the package: the built plugin binaries, one real
-// kube-apiserver, and the real probe results of this kernel.
-var (
-	binDir   string
-	srv      *apiserver.Server
-	admin    kubernetes.Interface
-	probed   []nodestate.BackendResult
-	nsSerial atomic.Int64
-)
+// Shared by the tests of the package that drive the real chain, each made
+// on first use so that the pure tests need none of them (and run as any user
+// under -short): the built plugin binaries (pluginDir), one real
+// kube-apiserver (apiserver.Shared, adminClient) and the real probe results
+// of this kernel (probeResults).
+var nsSerial atomic.Int64
 
 func TestMain(m *testing.M) {
 	// The traffic clients are re-executed copies of this binary.
 	redirecttest.HelperMain()
-	os.Exit(run(m))
+	code := apiserver.RunTests(m)
+	if plugins.dir != "" {
+		os.RemoveAll(filepath.Dir(plugins.dir))
+	}
+	os.Exit(code)
 }
 
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "authbridge-cni-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+var plugins struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// pluginDir is the directory of the plugins built once for the package
+// (bridge, host-local, loopback, authbridge-cni).
+func pluginDir(t testing.TB) string {
+	t.Helper()
+	plugins.once.Do(func() {
+		dir, err := os.MkdirTemp("", "authbridge-cni-test-")
+		if err != nil {
+			plugins.err = err
+			return
+		}
+		plugins.dir = filepath.Join(dir, "bin")
+		plugins.err = buildPlugins(plugins.dir)
+	})
+	if plugins.err != nil {
+		t.Fatal(plugins.err)
 	}
-	defer os.RemoveAll(dir)
-	binDir = filepath.Join(dir, "bin")
-	if err := buildPlugins(binDir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	return plugins.dir
+}
+
+// adminClient is a system:masters client of the package's API server.
+func adminClient(t testing.TB) kubernetes.Interface {
+	t.Helper()
+	srv := apiserver.Shared(t)
+	adminCS.once.Do(func() { adminCS.cs, adminCS.err = kubernetes.NewForConfig(srv.AdminConfig()) })
+	if adminCS.err != nil {
+		t.Fatal(adminCS.err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	srv, err = apiserver.New(ctx, apiserver.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start kube-apiserver:", err)
-		return 1
-	}
-	defer srv.Stop()
-	admin, err = kubernetes.NewForConfig(srv.AdminConfig())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	// The real capability probe decides which backends the node state
-	// lists as working, exactly as the node agent would.
-	probed = capability.Probe(ctx, redirect.AllBackends, capability.Options{Families: []redirect.Family{redirect.IPv4, redirect.IPv6}})
-	for _, r := range probed {
-		fmt.Fprintf(os.Stderr, "probe %s: works=%v %s (%s)\n", r.Backend, r.Works, r.Error, r.Duration)
-	}
-	return m.Run()
+	return adminCS.cs
+}
+
+var adminCS struct {
+	once sync.Once
+	cs   kubernetes.Interface
+	err  error
+}
+
+var probe struct {
+	once    sync.Once
+	results []nodestate.BackendResult
+}
+
+// probeResults are the real capability probe's results on this kernel: the
+// node state lists them as working exactly as the node agent would. Root.
+func probeResults(t testing.TB) []nodestate.BackendResult {
+	t.Helper()
+	testenv.Root(t, "network namespaces")
+	probe.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		probe.results = capability.Probe(ctx, redirect.AllBackends, capability.Options{Families: []redirect.Family{redirect.IPv4, redirect.IPv6}})
+		for _, r := range probe.results {
+			fmt.Fprintf(os.Stderr, "probe %s: works=%v %s (%s)\n", r.Backend, r.Works, r.Error, r.Duration)
+		}
+	})
+	return probe.results
 }
 
 // buildPlugins builds the real reference plugins and ours once per run.
@@ -146,6 +177,9 @@ type envOpts struct {
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
+	testenv.Root(t, "network namespaces")
+	srv := apiserver.Shared(t)
+	probed := probeResults(t)
 	host, err := ns.TempNetNS()
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +213,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	dir := t.TempDir()
 	e := &env{t: t, host: host, stateDir: filepath.Join(dir, "state"), logFile: filepath.Join(dir, "log", "authbridge-cni.log"),
 		ipamDir: filepath.Join(dir, "ipam"), cacheDir: filepath.Join(dir, "cache")}
-	e.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir}, e.cacheDir, nil)
+	e.cni = libcni.NewCNIConfigWithCacheDir([]string{pluginDir(t)}, e.cacheDir, nil)
 	if !o.noState {
 		st := nodestate.State{ProbedAt: time.Now(), Results: probed, ClusterDNS: []string{gwV4.String(), gwV6.String()}}
 		if o.state != nil {
@@ -223,7 +257,7 @@ func (e *env) forwardAPI() string {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { l.Close() })
-	target := strings.TrimPrefix(srv.URL, "https://")
+	target := strings.TrimPrefix(apiserver.Shared(e.t).URL, "https://")
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -421,6 +455,7 @@ func (e *env) containerStatePath(p *pod) string {
 func createPod(t testing.TB, namespace, name string, ann map[string]string, sidecar bool, mut func(*corev1.Pod)) string {
 	t.Helper()
 	ctx := context.Background()
+	admin := adminClient(t)
 	if _, err := admin.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{}); err != nil {
 		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("create namespace: %v", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/agent"
 	"github.com/kagenti/authbridge-node/pkg/decision"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
+	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
 // apiReads is what the API server itself counts (apiserver_request_total
@@ -30,6 +31,7 @@ import (
 // at a time, and nothing else GETs pods or ConfigMaps meanwhile.
 func apiReads(t testing.TB) float64 {
 	t.Helper()
+	srv := apiserver.Shared(t)
 	hc, err := rest.HTTPClientFor(srv.AdminConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +82,7 @@ func settleReads(t testing.TB) float64 {
 func applyPluginRBAC(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
+	admin := adminClient(t)
 	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join("..", "..", "manifests", "base"))
 	if err != nil {
 		t.Fatal(err)
@@ -128,15 +131,15 @@ func (e *env) nodeBoundKubeconfig(node string) {
 	e.t.Helper()
 	ctx := context.Background()
 	applyPluginRBAC(e.t)
-	if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := adminClient(e.t).CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		e.t.Fatal(err)
 	}
 	dir := e.t.TempDir()
 	ca := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(ca, srv.CA, 0o644); err != nil {
+	if err := os.WriteFile(ca, apiserver.Shared(e.t).CA, 0o644); err != nil {
 		e.t.Fatal(err)
 	}
-	cred := &agent.PluginCredential{Client: admin, Namespace: "authbridge-system", NodeName: node,
+	cred := &agent.PluginCredential{Client: adminClient(e.t), Namespace: "authbridge-system", NodeName: node,
 		Server: "https://" + e.forwardAPI(), CAFile: ca, Path: filepath.Join(dir, "var-lib-authbridge", agent.PluginKubeconfigName)}
 	if _, err := cred.Refresh(ctx); err != nil {
 		e.t.Fatal(err)
@@ -153,7 +156,7 @@ func (e *env) serveAgent(node string) *agent.DecisionCache {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.t.Cleanup(cancel)
-	dc := agent.NewDecisionCache(admin, node, 0)
+	dc := agent.NewDecisionCache(adminClient(e.t), node, 0)
 	dc.Start(ctx)
 	deadline := time.Now().Add(10 * time.Second)
 	for !dc.Synced() {
@@ -284,7 +287,7 @@ func TestExcludedNamespacesAndNoNodeState(t *testing.T) {
 // firstWorking is the first backend the probe found working here.
 func firstWorking(t testing.TB) string {
 	for _, b := range redirect.AllBackends {
-		for _, r := range probed {
+		for _, r := range probeResults(t) {
 			if r.Backend == b && r.Works {
 				return b
 			}

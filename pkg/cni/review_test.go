@@ -152,7 +152,7 @@ func TestDelGCTolerateConfigSkew(t *testing.T) {
 
 	// GC with the skewed entry still removes stale records.
 	p2 := e.newPod(nsName, "agent", uid)
-	other := libcni.NewCNIConfigWithCacheDir([]string{binDir}, t.TempDir(), nil)
+	other := libcni.NewCNIConfigWithCacheDir([]string{pluginDir(t)}, t.TempDir(), nil)
 	if _, err := e.inHost(func() (any, error) { return other.AddNetworkList(context.Background(), l, p2.rt) }); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/testutils"
 
 	"github.com/kagenti/authbridge-node/pkg/redirect"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 // brokenApply wraps a real backend and makes its Apply fail after the real
@@ -26,6 +27,7 @@ func (b brokenApply) Apply(s redirect.Spec) error {
 // TestApplyFallsBackAndCleansUp: when the first backend fails, its leftovers
 // are removed, the failure is recorded and the next backend is used.
 func TestApplyFallsBackAndCleansUp(t *testing.T) {
+	testenv.Root(t, "network namespaces, netfilter")
 	n, err := testutils.NewNS()
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/kagenti/authbridge-node/pkg/pluginconf"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 // fakePlugin is a real executable standing in for the plugin binary (the
@@ -184,6 +185,7 @@ func TestUninstallKeepsBinaryWhenEntryRemovalFails(t *testing.T) {
 }
 
 func TestAtomicWriteKeepsOwner(t *testing.T) {
+	testenv.Root(t, "chown to another user")
 	dir := t.TempDir()
 	p := copyFixture(t, dir, "10-flannel.conflist", 0o644)
 	if err := os.Chown(p, 4242, 4343); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 	"github.com/kagenti/authbridge-node/policy"
 )
 
@@ -64,6 +65,7 @@ func guestKernel(t *testing.T) string {
 // and read back what the guest sees. This is the guest side of the Kata
 // install minus the Kata agent, which Debian does not package.
 func TestKernelUnpacksAppendedPolicy(t *testing.T) {
+	testenv.Heavy(t, "a Debian kernel (apt-get download) booted in qemu, about 20 s")
 	for _, tool := range []string{"qemu-system-x86_64", "cpio", "gzip", "dpkg-deb", "apt-get"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not installed (hack/install-deps.sh installs qemu-system-x86 busybox-static cpio): %v", tool, err)

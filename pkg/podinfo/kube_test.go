@@ -18,11 +18,10 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
-// One real kube-apiserver (+ etcd) for the package's tests.
-var srv *apiserver.Server
-
+// One real kube-apiserver (+ etcd) for the package's tests, started by the
+// first test that needs it (apiserver.Shared): the pure tests run without.
 func TestMain(m *testing.M) {
-	os.Exit(apiserver.RunTests(m, func(s *apiserver.Server) { srv = s }))
+	os.Exit(apiserver.RunTests(m))
 }
 
 func writeKubeconfig(t *testing.T, data []byte) string {
@@ -34,7 +33,7 @@ func writeKubeconfig(t *testing.T, data []byte) string {
 	return p
 }
 
-func admin(t *testing.T) kubernetes.Interface { return srv.AdminClient(t) }
+func admin(t *testing.T) kubernetes.Interface { return apiserver.Shared(t).AdminClient(t) }
 
 func mustCreate(t *testing.T, cs kubernetes.Interface, ns string, objs ...any) {
 	t.Helper()
@@ -75,6 +74,7 @@ func runtimeConfig(doc string) *corev1.ConfigMap {
 }
 
 func TestKubeSourceReadsPodAndNamespaceConfig(t *testing.T) {
+	srv := apiserver.Shared(t)
 	cs := admin(t)
 	mustCreate(t, cs, "ns-good", apiPod("agent", map[string]string{config.AnnotationEgressEnforcement: "auto"}), runtimeConfig("egressEnforcement: none\n"))
 	mustCreate(t, cs, "ns-plain", apiPod("agent", nil))
@@ -107,6 +107,7 @@ func TestKubeSourceReadsPodAndNamespaceConfig(t *testing.T) {
 // TestKubeSourceRuntimeClassHandler reads a RuntimeClass's handler from the
 // real API server; a missing RuntimeClass is an error naming it.
 func TestKubeSourceRuntimeClassHandler(t *testing.T) {
+	srv := apiserver.Shared(t)
 	cs := admin(t)
 	ctx := context.Background()
 	if _, err := cs.NodeV1().RuntimeClasses().Create(ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "gvisor"}, Handler: "runsc"}, metav1.CreateOptions{}); err != nil {
@@ -125,6 +126,7 @@ func TestKubeSourceRuntimeClassHandler(t *testing.T) {
 }
 
 func TestKubeSourceRefusesBadNamespaceConfig(t *testing.T) {
+	srv := apiserver.Shared(t)
 	cs := admin(t)
 	mustCreate(t, cs, "ns-badvalue", runtimeConfig("egressEnforcement: disabled\n"))
 	mustCreate(t, cs, "ns-bool", runtimeConfig("egressEnforcement: off\n"))
@@ -148,6 +150,7 @@ func TestKubeSourceRefusesBadNamespaceConfig(t *testing.T) {
 }
 
 func TestKubeSourceForbidden(t *testing.T) {
+	srv := apiserver.Shared(t)
 	tok, err := srv.ServiceAccountToken(context.Background(), "ns-rbac", "nobody", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +166,7 @@ func TestKubeSourceForbidden(t *testing.T) {
 }
 
 func TestKubeSourceUnreachable(t *testing.T) {
+	srv := apiserver.Shared(t)
 	// A loopback port nobody listens on: the API server is down.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
 // flakyFront is a TCP front for the real API server that drops the first
@@ -21,6 +23,7 @@ type flakyFront struct {
 }
 
 func newFlakyFront(t *testing.T, drop int32) *flakyFront {
+	srv := apiserver.Shared(t)
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,6 +61,7 @@ func newFlakyFront(t *testing.T, drop int32) *flakyFront {
 // within the budget, and the read succeeds; a refusal (Forbidden) is not
 // retried.
 func TestKubeSourceRetriesTransientErrors(t *testing.T) {
+	srv := apiserver.Shared(t)
 	cs := admin(t)
 	mustCreate(t, cs, "ns-retry", apiPod("agent", nil))
 	f := newFlakyFront(t, 3)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 const loopbackAppPort = 7070
@@ -244,6 +245,7 @@ func TestNFTablesReapplyRepairsChains(t *testing.T) {
 
 // TestIPv6EnabledPerNetNS reads the IPv6 switch of the calling thread's netns.
 func TestIPv6EnabledPerNetNS(t *testing.T) {
+	testenv.Root(t, "network namespaces")
 	on, err := ns.TempNetNS()
 	if err != nil {
 		t.Fatal(err)

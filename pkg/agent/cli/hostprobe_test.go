@@ -17,6 +17,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/capability"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 // TestMain lets this test binary stand in for node-agent when the in-process
@@ -96,6 +97,7 @@ func failingFallback(t *testing.T) capability.ProbeFunc {
 // iptables backends fail with the exec error. A root the probe cannot run
 // in at all falls back, as documented.
 func TestHostProbeUsesHostRootBinaries(t *testing.T) {
+	testenv.Root(t, "chroot, network namespaces")
 	ctx := context.Background()
 	fams := []redirect.Family{redirect.IPv4, redirect.IPv6}
 

@@ -29,6 +29,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kagenti/authbridge-node/pkg/redirect"
+
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 // Addresses of the topology. The peer has a second address (PeerAlt) so a
@@ -76,6 +78,7 @@ func NewTopologyV4Only(t testing.TB) *Topology {
 
 func newTopology(t testing.TB, podAddrs, peerAddrs []netip.Addr) *Topology {
 	t.Helper()
+	testenv.Root(t, "network namespaces")
 	pod, err := ns.TempNetNS()
 	if err != nil {
 		t.Fatalf("create pod netns: %v", err)

@@ -9,14 +9,14 @@
 //	srv := apiserver.Start(t) // stopped at t.Cleanup
 //	cs := srv.AdminClient(t)
 //
-// One server per package (startup takes ~10-15 s):
+// One server per package (startup takes ~10-15 s), started by the first
+// test that needs it, so pure tests of the package run without one:
 //
-//	func TestMain(m *testing.M) {
-//		srv, err := apiserver.New(context.Background(), apiserver.Options{})
-//		if err != nil { fmt.Fprintln(os.Stderr, err); os.Exit(1) }
-//		code := m.Run()
-//		srv.Stop()
-//		os.Exit(code)
+//	func TestMain(m *testing.M) { os.Exit(apiserver.RunTests(m)) }
+//
+//	func TestX(t *testing.T) {
+//		srv := apiserver.Shared(t) // skips under -short
+//		...
 //	}
 //
 // Environment: AUTHBRIDGE_KUBE_APISERVER names a kube-apiserver binary to use
@@ -95,27 +95,71 @@ type Server struct {
 	stopOnce   sync.Once
 }
 
-// RunTests is a package's TestMain body: one server for all its tests (start
-// up takes ~10 s), handed to set before m.Run and stopped after. It returns
-// the exit code for os.Exit.
-func RunTests(m *testing.M, set func(*Server)) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	s, err := New(ctx, Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kube-apiserver harness:", err)
-		return 1
+// shared is the package-wide server of this test binary: started by the
+// first test that asks (Shared), stopped by RunTests after m.Run. A test
+// binary holds one package, so this global is that package's server; tests
+// that never ask never pay for it (or need a built kube-apiserver).
+var shared struct {
+	once sync.Once
+	mu   sync.Mutex
+	srv  *Server
+	err  error
+}
+
+// Shared returns the package's one server, starting it on first use (start
+// up takes ~10 s). Under -short it skips t: the server needs a kube-apiserver
+// built by hack/build-kube.sh, minutes on a first run. A failed start fails
+// every test that asks, with the same error (no retry per test).
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a real kube-apiserver: not run under -short; make test runs it")
 	}
-	defer s.Stop()
-	set(s)
-	return m.Run()
+	shared.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		s, err := New(ctx, Options{})
+		shared.mu.Lock()
+		shared.srv, shared.err = s, err
+		shared.mu.Unlock()
+	})
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.err != nil {
+		t.Fatalf("start the package's kube-apiserver: %v", shared.err)
+	}
+	return shared.srv
+}
+
+// RunTests is a package's TestMain body when its tests use Shared: it runs
+// them and stops the shared server if one was started. It returns the exit
+// code for os.Exit.
+func RunTests(m *testing.M) int {
+	code := m.Run()
+	StopShared()
+	return code
+}
+
+// StopShared stops the server Shared started, if any; for a TestMain that
+// does more than RunTests.
+func StopShared() {
+	shared.mu.Lock()
+	s := shared.srv
+	shared.mu.Unlock()
+	if s != nil {
+		s.Stop()
+	}
 }
 
 // Start runs a server for one test and stops it at t.Cleanup. It fails the
-// test (never skips) when the binaries cannot be found or built.
+// test when the binaries cannot be found or built; it skips only under
+// -short, as Shared does.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	if testing.Short() {
+		t.Skip("needs a real kube-apiserver: not run under -short; make test runs it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s, err := New(ctx, Options{Dir: t.TempDir()})
 	if err != nil {

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -61,3 +62,18 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// Shared starts one server for the whole test binary: a second call returns
+// the same, running server.
+func TestShared(t *testing.T) {
+	a := Shared(t)
+	b := Shared(t)
+	if a != b {
+		t.Fatalf("Shared started a second server: %s and %s", a.URL, b.URL)
+	}
+	if _, err := a.AdminClient(t).Discovery().ServerVersion(); err != nil {
+		t.Fatalf("shared server does not answer: %v", err)
+	}
+}
+
+func TestMain(m *testing.M) { os.Exit(RunTests(m)) }
