@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 func noTemps(t *testing.T, dir string) {
@@ -59,9 +61,7 @@ func TestWriteContentAndMode(t *testing.T) {
 }
 
 func TestWriteKeepsOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("chown needs root")
-	}
+	testenv.Root(t, "chown to another user")
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
 	if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {

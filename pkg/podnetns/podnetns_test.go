@@ -12,15 +12,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 // cgroupRoot is a cgroup hierarchy the test may create groups in: the
 // unified one on cgroup v2 hosts, the pids controller's on v1.
 func cgroupRoot(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root: cgroups and network namespaces (run with make test)")
-	}
+	testenv.Root(t, "cgroups, network namespaces")
 	for _, d := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"} {
 		if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err == nil {
 			if _, err := os.Stat(filepath.Join(d, "cgroup.controllers")); err == nil || d != "/sys/fs/cgroup" {

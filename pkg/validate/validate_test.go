@@ -16,6 +16,7 @@ import (
 
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 	"github.com/kagenti/authbridge-node/pkg/validate"
 )
 
@@ -94,9 +95,7 @@ func runValidator(t *testing.T, pod ns.NetNS, uid uint32, targets, udp []netip.A
 // at its own listener on 8082 with SO_ORIGINAL_DST intact, UDP dropped);
 // rules that redirect but let UDP out fail the UDP check.
 func TestValidatorRealRules(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root: network namespaces and netfilter (run with make test)")
-	}
+	testenv.Root(t, "network namespaces, netfilter")
 	targets := []netip.AddrPort{validate.DefaultTargetV4, validate.DefaultTargetV6}
 	for _, name := range redirect.AllBackends {
 		t.Run(name, func(t *testing.T) {
