@@ -72,6 +72,15 @@ func hostRoot(t *testing.T, binds ...string) string {
 		if err := unix.Mount(d, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			t.Fatalf("bind %s: %v", d, err)
 		}
+		// The copy receives the host's mount events but sends none back:
+		// with the host's shared propagation, detaching the copy of /run
+		// would also unmount the host's /run/netns/* namespaces, which
+		// other packages' tests use at the same time under go test ./...
+		// (seen as "unknown FS magic" in pkg/cni's TestParallelAdds).
+		if err := unix.Mount("", dst, "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+			_ = unix.Unmount(dst, unix.MNT_DETACH)
+			t.Fatalf("make the bind of %s a slave: %v", d, err)
+		}
 		t.Cleanup(func() { _ = unix.Unmount(dst, unix.MNT_DETACH) })
 	}
 	bin, err := nodeAgent()
