@@ -71,10 +71,7 @@ func kustomize(t *testing.T, dirs ...string) objects {
 
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	bin, err := tools.Path("helm")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := tools.For(t, "helm")
 	cmd := exec.Command(bin, args...)
 	// Keep helm's caches and config out of the user's home.
 	home := t.TempDir()

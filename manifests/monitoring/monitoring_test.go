@@ -128,10 +128,7 @@ func TestGenerated(t *testing.T) {
 
 func promtool(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	bin, err := tools.Path("promtool")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := tools.For(t, "promtool")
 	out, err := exec.Command(bin, args...).CombinedOutput()
 	return string(out), err
 }
@@ -445,10 +442,7 @@ type parsed struct {
 // parse runs Prometheus' PromQL parser (hack/promql-names) on exprs.
 func parse(t *testing.T, exprs []string) []parsed {
 	t.Helper()
-	bin, err := tools.Path("promql-names")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := tools.For(t, "promql-names")
 	in, _ := json.Marshal(exprs)
 	cmd := exec.Command(bin)
 	cmd.Stdin = bytes.NewReader(in)

@@ -12,8 +12,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 // Paths returns each named tool's binary, in order.
@@ -45,4 +47,17 @@ func Path(name string) (string, error) {
 		return "", err
 	}
 	return p[0], nil
+}
+
+// For returns one tool's binary for a test: it skips t under -short (a first
+// build takes minutes; make test builds the tools before go test) and fails
+// it when the tool cannot be found or built.
+func For(t testing.TB, name string) string {
+	t.Helper()
+	testenv.Heavy(t, name+" built by hack/build-tools.sh")
+	p, err := Path(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
