@@ -15,6 +15,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 	"github.com/kagenti/authbridge-node/policy"
 )
 
@@ -132,6 +133,7 @@ func readBackMounted(t *testing.T, img string) ([]byte, os.FileInfo) {
 }
 
 func TestInstallIntoImageGuest(t *testing.T) {
+	testenv.Root(t, "loop-mounting the guest image to read it back")
 	img := guestImage(t, true, false)
 	origSum := sha256.Sum256(img)
 	h := imageHost(t, img, imageConfig)
