@@ -23,7 +23,7 @@ kube-apiserver:
 	@bash hack/build-kube.sh kube-apiserver >/dev/null
 
 vet:
-	@echo "vet: go vet ./... and gofmt (first run compiles the dependencies, about 3 min on 2 cores)"
+	@echo "vet: go vet ./... and gofmt (a first run compiles the dependencies, minutes)"
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l . | grep -v '^third_party/')" || { gofmt -l .; echo 'gofmt: files above need formatting'; exit 1; }
 
@@ -37,7 +37,7 @@ tools:
 # real kube-apiserver, real promtool and helm; they need root, and fail when
 # any test skipped.
 test: deps vet tools kube-apiserver
-	@echo "test: go test ./... as root, every test must run (about 2 min with warm caches, about 6 min on a first run)"
+	@echo "test: go test ./... as root, every test must run (about 2 min with warm caches; a first run compiles every test binary, minutes)"
 	bash hack/test.sh
 
 # The pure tests, as any user, no root, no kube-apiserver: seconds. Tests that
