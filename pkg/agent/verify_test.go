@@ -23,6 +23,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/podmode"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 // podTopology is a real pod netns (veth to a peer netns playing the
@@ -30,9 +31,7 @@ import (
 // peer's port 80 and a UDP echo on 5353; DNS goes to PeerAltV4.
 func podTopology(t *testing.T) *redirecttest.Topology {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root: network namespaces and netfilter (run with make test)")
-	}
+	testenv.Root(t, "network namespaces, netfilter")
 	tp := redirecttest.NewTopology(t)
 	tp.ServeRedirect(t, redirect.DefaultOutboundPort)
 	tp.ServePeer(t, 80, 5353)

@@ -16,6 +16,7 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/podmode"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
+	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 func testPod() *corev1.Pod {
@@ -34,6 +35,7 @@ func policy(t *testing.T) config.Policy {
 
 func newNS(t *testing.T) ns.NetNS {
 	t.Helper()
+	testenv.Root(t, "network namespaces")
 	n, err := testutils.NewNS()
 	if err != nil {
 		t.Fatal(err)
