@@ -176,9 +176,12 @@ func TestSurvivesAPIServerPause(t *testing.T) {
 	e.figure(t, "api-server-paused", e.withoutRules(t, ns, url, names), len(names))
 }
 
-// (d) kubectl delete -k of the manifests: the agents see their DaemonSet
-// (and ServiceAccount) gone and uninstall: entry and binary gone from
-// every node, Node labels removed. Reinstalled at cleanup.
+// (d) Uninstall by deleting the manifests, in the documented order (the
+// DaemonSet, then the rest): the agents see their DaemonSet deleted and
+// uninstall: entry, binary and credential gone from every node, Node labels
+// removed. Reinstalled at cleanup. (A plain delete -k removes the RBAC
+// before the agents stop: entry and binary still go, the labels stay;
+// seen in the e2e of 2026-11-30, documented.)
 func TestUninstallByDeletingManifests(t *testing.T) {
 	e := newEnv(t)
 	rendered := filepath.Join(os.Getenv("AUTHBRIDGE_CACHE_E2E"), "agent-install", "rendered.yaml")
@@ -193,6 +196,12 @@ func TestUninstallByDeletingManifests(t *testing.T) {
 			t.Errorf("agent rollout after reinstall: %v: %s", err, out)
 		}
 	})
+	// The documented order (docs/operations.md, Uninstall): the DaemonSet
+	// first, so the agents still have their RBAC to remove the Node labels,
+	// then everything else.
+	if out, err := e.kubectl("-n", agentNS, "delete", "daemonset", agentDS, "--wait=true", "--timeout=180s"); err != nil {
+		t.Fatalf("delete the agent DaemonSet: %v: %s", err, out)
+	}
 	if out, err := e.kubectl("delete", "-f", rendered, "--wait=true", "--timeout=180s"); err != nil {
 		t.Fatalf("delete manifests: %v: %s", err, out)
 	}
