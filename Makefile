@@ -49,7 +49,7 @@ demo: deps build
 	bash hack/demo.sh
 
 bench: deps kube-apiserver
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/... | tee bench.txt
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./pkg/... ./internal/... | tee bench.txt
 
 image:
 	bash hack/image.sh

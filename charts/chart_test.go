@@ -28,8 +28,8 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kagenti/authbridge-node/internal/testing/tools"
 	"github.com/kagenti/authbridge-node/pkg/config"
-	"github.com/kagenti/authbridge-node/pkg/testing/tools"
 )
 
 const chart = "authbridge-node"

@@ -14,8 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kagenti/authbridge-node/internal/metrics"
 	"github.com/kagenti/authbridge-node/pkg/config"
-	"github.com/kagenti/authbridge-node/pkg/metrics"
 )
 
 func read(t *testing.T, name string) string {
@@ -111,7 +111,7 @@ func TestMetricNames(t *testing.T) {
 				}
 			}
 			if !registered[base] {
-				t.Errorf("%s mentions %s, which pkg/metrics does not define", f, name)
+				t.Errorf("%s mentions %s, which internal/metrics does not define", f, name)
 			}
 		}
 	}

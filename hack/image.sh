@@ -12,7 +12,7 @@ rm -rf "$out"; mkdir -p "$out/rootfs"
 WITH_E2E=1 bash hack/install-deps.sh   # docker.io, iptables
 
 export CGO_ENABLED=0
-go build -trimpath -ldflags "-s -w -X github.com/kagenti/authbridge-node/pkg/agent/cli.Version=$VERSION" -o "$out/node-agent" ./cmd/node-agent
+go build -trimpath -ldflags "-s -w -X github.com/kagenti/authbridge-node/internal/agent/cli.Version=$VERSION" -o "$out/node-agent" ./cmd/node-agent
 go build -trimpath -ldflags "-s -w" -o "$out/authbridge-cni" ./cmd/cni-plugin
 
 # Debian's iptables: the multi-call binaries, every name pointing at them,

@@ -1,7 +1,7 @@
 // Command authbridge-cni is the chained CNI plugin that programs the
 // AuthBridge egress redirect rules in each pod's network namespace. The node
 // agent installs it as "authbridge-cni" into the CNI bin dir and appends its
-// entry to the conflist. All logic lives in pkg/cni.
+// entry to the conflist. All logic lives in internal/cni.
 package main
 
 import (
@@ -9,7 +9,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/kagenti/authbridge-node/pkg/cni"
+	"github.com/kagenti/authbridge-node/internal/cni"
 )
 
 func main() {

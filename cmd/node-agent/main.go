@@ -13,7 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/kagenti/authbridge-node/pkg/agent/cli"
+	"github.com/kagenti/authbridge-node/internal/agent/cli"
 )
 
 func main() {

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
+	"github.com/kagenti/authbridge-node/internal/testing/apiserver"
 )
 
 // BenchmarkAgentIdle runs the real node-agent binary (real probe as root,
@@ -48,7 +48,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 	for _, d := range []string{"net.d", "bin", "state", "sa"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
-	kindnet, err := os.ReadFile("../../pkg/install/testdata/10-kindnet.conflist")
+	kindnet, err := os.ReadFile("../../internal/install/testdata/10-kindnet.conflist")
 	if err != nil {
 		b.Fatal(err)
 	}

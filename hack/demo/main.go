@@ -26,11 +26,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kagenti/authbridge-node/internal/redirecttest"
+	"github.com/kagenti/authbridge-node/internal/testing/apiserver"
 	"github.com/kagenti/authbridge-node/pkg/capability"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
-	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
-	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
 const (

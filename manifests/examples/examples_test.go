@@ -23,10 +23,10 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
+	"github.com/kagenti/authbridge-node/internal/podinfo"
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/nodestate"
 	"github.com/kagenti/authbridge-node/pkg/podcondition"
-	"github.com/kagenti/authbridge-node/pkg/podinfo"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
 

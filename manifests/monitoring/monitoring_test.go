@@ -4,7 +4,7 @@
 // equal the source, every runbook link lands on a heading of
 // docs/operations.md, and every PromQL expression of the alerts and the
 // Grafana dashboard parses with Prometheus' own parser and selects only
-// metrics the agent really registers (pkg/metrics). The tools are the real
+// metrics the agent really registers (internal/metrics). The tools are the real
 // ones, built by hack/build-tools.sh (make test builds them first).
 package monitoring_test
 
@@ -26,8 +26,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kagenti/authbridge-node/pkg/metrics"
-	"github.com/kagenti/authbridge-node/pkg/testing/tools"
+	"github.com/kagenti/authbridge-node/internal/metrics"
+	"github.com/kagenti/authbridge-node/internal/testing/tools"
 )
 
 var update = flag.Bool("update", false, "rewrite the files generated from alerts.yaml and dashboard.json")
@@ -559,7 +559,7 @@ func TestPromQLAgainstRegistry(t *testing.T) {
 		for _, m := range p.Metrics {
 			used[m] = true
 			if !names[m] && !scrapeMetrics[m] {
-				t.Errorf("%s: metric %s is not registered by the agent (pkg/metrics)", where[i], m)
+				t.Errorf("%s: metric %s is not registered by the agent (internal/metrics)", where[i], m)
 			}
 		}
 	}

@@ -1,5 +1,5 @@
 // Package policies_test runs the admission policy of this directory against
-// a real kube-apiserver (pkg/testing/apiserver, v1.34: ValidatingAdmissionPolicy
+// a real kube-apiserver (internal/testing/apiserver, v1.34: ValidatingAdmissionPolicy
 // is GA and its admission plugin is on by default).
 package policies_test
 
@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
+	"github.com/kagenti/authbridge-node/internal/testing/apiserver"
 )
 
 var srv *apiserver.Server

@@ -11,8 +11,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/kagenti/authbridge-node/internal/testing/testenv"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
-	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 func noEnv(string) string { return "" }

@@ -592,7 +592,7 @@ func UnknownKey(obj []byte, t reflect.Type) string {
 }
 
 // JSONKeys collects the JSON key names of a struct, descending into embedded
-// (inline) structs; the strict parsers here and in pkg/cni use it.
+// (inline) structs; the strict parsers here and in internal/cni use it.
 func JSONKeys(t reflect.Type, into map[string]bool) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)

@@ -3,7 +3,7 @@
 // reason, backend, rules), so CHECK can verify it and DEL undo it without
 // the API server, and the agent can match running pods to their records.
 // One small JSON file per container: stateDir/containers/<containerID>.json,
-// written under pkg/atomicfile's contract.
+// written under internal/atomicfile's contract.
 package containerstate
 
 import (
@@ -17,7 +17,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/utils"
 
-	"github.com/kagenti/authbridge-node/pkg/atomicfile"
+	"github.com/kagenti/authbridge-node/internal/atomicfile"
 	"github.com/kagenti/authbridge-node/pkg/podmode"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )

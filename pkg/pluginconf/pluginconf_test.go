@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/kagenti/authbridge-node/pkg/cni"
+	"github.com/kagenti/authbridge-node/internal/cni"
 	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 	"github.com/kagenti/authbridge-node/pkg/redirect"

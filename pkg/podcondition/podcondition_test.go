@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kagenti/authbridge-node/internal/testing/apiserver"
 	"github.com/kagenti/authbridge-node/pkg/podcondition"
-	"github.com/kagenti/authbridge-node/pkg/testing/apiserver"
 )
 
 // applyBase creates manifests/base's ServiceAccount, RBAC and admission

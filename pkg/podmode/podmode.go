@@ -1,6 +1,6 @@
 // Package podmode holds the words the plugin and the node agent share about
 // a pod: the mode the plugin gave it and the reason why. The plugin decides
-// them (pkg/podinfo), records them (pkg/containerstate) and reports them
+// them (internal/podinfo), records them (pkg/containerstate) and reports them
 // (pkg/pluginevents); the agent turns them into metrics labels and Events.
 // Defined once here so a word cannot drift between the two binaries.
 package podmode

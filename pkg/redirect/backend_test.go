@@ -8,8 +8,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/kagenti/authbridge-node/internal/redirecttest"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
-	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
 )
 
 func TestMain(m *testing.M) {

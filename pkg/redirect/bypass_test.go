@@ -9,9 +9,9 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/kagenti/authbridge-node/internal/redirecttest"
+	"github.com/kagenti/authbridge-node/internal/testing/testenv"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
-	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
-	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 )
 
 const loopbackAppPort = 7070

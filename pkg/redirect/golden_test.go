@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kagenti/authbridge-node/internal/redirecttest"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
-	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata from the current rendering")

@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kagenti/authbridge-node/internal/redirecttest"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
-	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
 )
 
 // netRawOnly is an app container process with nothing but CAP_NET_RAW,

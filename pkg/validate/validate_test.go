@@ -14,9 +14,9 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/kagenti/authbridge-node/internal/redirecttest"
+	"github.com/kagenti/authbridge-node/internal/testing/testenv"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
-	"github.com/kagenti/authbridge-node/pkg/redirect/redirecttest"
-	"github.com/kagenti/authbridge-node/pkg/testing/testenv"
 	"github.com/kagenti/authbridge-node/pkg/validate"
 )
 
