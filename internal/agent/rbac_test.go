@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,8 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kagenti/authbridge-node/internal/testing/apiserver"
@@ -29,53 +28,14 @@ import (
 	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
-// applyRBAC renders a kustomize dir from manifests/ and creates its
-// ServiceAccount, ClusterRoles and ClusterRoleBindings in the API server.
+// applyRBAC creates the ServiceAccounts and RBAC of a kustomize dir from
+// manifests/ in the API server; the admission policies are left out (the
+// tests' tokens are not bound to an agent pod on a node).
 func applyRBAC(t *testing.T, cs kubernetes.Interface, dir string) {
 	t.Helper()
-	ctx := context.Background()
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	rm, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join("..", "..", "manifests", dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rm.Resources() {
-		b, err := r.AsYAML()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch r.GetKind() {
-		case "Namespace":
-			var o corev1.Namespace
-			mustDecode(t, b, &o)
-			_, err = cs.CoreV1().Namespaces().Create(ctx, &o, metav1.CreateOptions{})
-		case "ServiceAccount":
-			var o corev1.ServiceAccount
-			mustDecode(t, b, &o)
-			_, err = cs.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
-		case "ClusterRole":
-			var o rbacv1.ClusterRole
-			mustDecode(t, b, &o)
-			_, err = cs.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
-		case "ClusterRoleBinding":
-			var o rbacv1.ClusterRoleBinding
-			mustDecode(t, b, &o)
-			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
-		case "Role":
-			var o rbacv1.Role
-			mustDecode(t, b, &o)
-			_, err = cs.RbacV1().Roles(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
-		case "RoleBinding":
-			var o rbacv1.RoleBinding
-			mustDecode(t, b, &o)
-			_, err = cs.RbacV1().RoleBindings(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
-		default:
-			continue
-		}
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("apply %s/%s: %v", r.GetKind(), r.GetName(), err)
-		}
-	}
+	apiserver.ApplyManifests(t, cs, dir, func(kind, _ string) bool {
+		return !strings.HasPrefix(kind, "ValidatingAdmissionPolicy")
+	})
 }
 
 func mustDecode(t *testing.T, b []byte, o any) {

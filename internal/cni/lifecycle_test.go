@@ -11,13 +11,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kagenti/authbridge-node/internal/agent"
 	"github.com/kagenti/authbridge-node/internal/testing/apiserver"
@@ -81,47 +77,10 @@ func settleReads(t testing.TB) float64 {
 // binding) in the package's API server.
 func applyPluginRBAC(t testing.TB) {
 	t.Helper()
-	ctx := context.Background()
-	admin := adminClient(t)
-	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join("..", "..", "manifests", "base"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rm.Resources() {
-		b, err := r.AsYAML()
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch r.GetKind() {
-		case "Namespace":
-			var o corev1.Namespace
-			err = yaml.UnmarshalStrict(b, &o)
-			if err == nil {
-				_, err = admin.CoreV1().Namespaces().Create(ctx, &o, metav1.CreateOptions{})
-			}
-		case "ServiceAccount":
-			var o corev1.ServiceAccount
-			err = yaml.UnmarshalStrict(b, &o)
-			if err == nil && o.Name == agent.PluginServiceAccount {
-				_, err = admin.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
-			}
-		case "ClusterRole":
-			var o rbacv1.ClusterRole
-			err = yaml.UnmarshalStrict(b, &o)
-			if err == nil && o.Name == agent.PluginServiceAccount {
-				_, err = admin.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
-			}
-		case "ClusterRoleBinding":
-			var o rbacv1.ClusterRoleBinding
-			err = yaml.UnmarshalStrict(b, &o)
-			if err == nil && o.Name == agent.PluginServiceAccount {
-				_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
-			}
-		}
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("apply %s/%s: %v", r.GetKind(), r.GetName(), err)
-		}
-	}
+	apiserver.ApplyManifests(t, adminClient(t), "base", func(kind, name string) bool {
+		return kind == "Namespace" || name == agent.PluginServiceAccount &&
+			(kind == "ServiceAccount" || kind == "ClusterRole" || kind == "ClusterRoleBinding")
+	})
 }
 
 // nodeBoundKubeconfig points e's plugin at the API server with the

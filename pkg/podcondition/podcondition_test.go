@@ -2,79 +2,20 @@ package podcondition_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kagenti/authbridge-node/internal/testing/apiserver"
 	"github.com/kagenti/authbridge-node/pkg/podcondition"
 )
-
-// applyBase creates manifests/base's ServiceAccount, RBAC and admission
-// policy objects in the API server (the DaemonSet needs no controllers here).
-func applyBase(t *testing.T, cs kubernetes.Interface) {
-	t.Helper()
-	ctx := context.Background()
-	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join("..", "..", "manifests", "base"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rm.Resources() {
-		b, err := r.AsYAML()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dec := func(o any) {
-			if err := yaml.UnmarshalStrict(b, o); err != nil {
-				t.Fatalf("%s: %v", r.CurId(), err)
-			}
-		}
-		switch r.GetKind() {
-		case "Namespace":
-			var o corev1.Namespace
-			dec(&o)
-			_, err = cs.CoreV1().Namespaces().Create(ctx, &o, metav1.CreateOptions{})
-		case "ServiceAccount":
-			var o corev1.ServiceAccount
-			dec(&o)
-			_, err = cs.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})
-		case "ClusterRole":
-			var o rbacv1.ClusterRole
-			dec(&o)
-			_, err = cs.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})
-		case "ClusterRoleBinding":
-			var o rbacv1.ClusterRoleBinding
-			dec(&o)
-			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})
-		case "ValidatingAdmissionPolicy":
-			var o admissionv1.ValidatingAdmissionPolicy
-			dec(&o)
-			_, err = cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, &o, metav1.CreateOptions{})
-		case "ValidatingAdmissionPolicyBinding":
-			var o admissionv1.ValidatingAdmissionPolicyBinding
-			dec(&o)
-			_, err = cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, &o, metav1.CreateOptions{})
-		default:
-			continue
-		}
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("apply %s: %v", r.CurId(), err)
-		}
-	}
-}
 
 func mkPod(t *testing.T, cs kubernetes.Interface, ns, name, node, sa string) *corev1.Pod {
 	t.Helper()
@@ -111,7 +52,7 @@ func TestConditionOwnNodeOnly(t *testing.T) {
 	srv := apiserver.Start(t)
 	admin := srv.AdminClient(t)
 	ctx := context.Background()
-	applyBase(t, admin)
+	apiserver.ApplyManifests(t, admin, "base", nil)
 	for _, n := range []string{"node-a", "node-b"} {
 		if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
