@@ -279,16 +279,16 @@ func TestTimeToEnforced(t *testing.T) {
 	for i := 0; i < n; i++ {
 		p := e.waitEnforced(t, ns, fmt.Sprintf("t%d", i), time.Time{})
 		e.waitRunning(t, ns, p.Name)
-		sb := podCondition(p, corev1.PodReadyToStartContainers)
+		// Pod creation to True, both on the API server's clock as stored
+		// (1 s resolution). The kubelet's PodReadyToStartContainers is not
+		// used: it reaches the API server when the kubelet syncs status,
+		// often after the agent has already written True.
 		c := podCondition(p, conditionEnforced)
-		if sb == nil {
-			t.Fatalf("%s has no PodReadyToStartContainers condition", p.Name)
-		}
-		secs = append(secs, c.LastTransitionTime.Sub(sb.LastTransitionTime.Time).Seconds())
+		secs = append(secs, c.LastTransitionTime.Sub(p.CreationTimestamp.Time).Seconds())
 	}
 	sort.Float64s(secs)
 	med, p99 := secs[len(secs)/2], secs[len(secs)-1]
-	t.Logf("FIGURE sandbox -> egress-enforced True, %d pods: median %.0f s, p99 (max of %d) %.0f s", n, med, n, p99)
+	t.Logf("FIGURE pod created -> egress-enforced True, %d pods: median %.0f s, p99 (max of %d) %.0f s", n, med, n, p99)
 	writeFigure("time-to-enforced-median-s", fmt.Sprintf("%.0f", med))
 	writeFigure("time-to-enforced-p99-s", fmt.Sprintf("%.0f", p99))
 	out, err := e.kubectl("get", "pod", "-n", ns, "t0", "-o", "wide")
