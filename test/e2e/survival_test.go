@@ -202,7 +202,7 @@ func TestUninstallByDeletingManifests(t *testing.T) {
 	if out, err := e.kubectl("-n", agentNS, "delete", "daemonset", agentDS, "--wait=true", "--timeout=180s"); err != nil {
 		t.Fatalf("delete the agent DaemonSet: %v: %s", err, out)
 	}
-	if out, err := e.kubectl("delete", "-f", rendered, "--wait=true", "--timeout=180s"); err != nil {
+	if out, err := e.kubectl("delete", "-f", rendered, "--ignore-not-found", "--wait=true", "--timeout=180s"); err != nil {
 		t.Fatalf("delete manifests: %v: %s", err, out)
 	}
 	for _, n := range e.nodes() {
