@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -148,9 +149,10 @@ func TestSurvivesAPIServerPause(t *testing.T) {
 	}
 	paused := time.Now()
 	t.Cleanup(func() { _, _ = dockerCmd("unpause", ctl) })
-	// Stop every pod sandbox on the worker (kube-system's kindnet/kube-proxy
-	// are hostNetwork and untouched; CoreDNS, if there, is recreated).
-	if out, err := nodeExec(t, node, "sh", "-c", "crictl pods -q --state ready | xargs -r crictl stopp"); err != nil {
+	// Stop the test namespace's pod sandboxes on the worker (only those: a
+	// stopped agent pod would leave the plugin nobody to ask, which is
+	// scenario (e), not this one).
+	if out, err := nodeExec(t, node, "sh", "-c", "crictl pods -q --state ready --namespace "+ns+" | xargs -r crictl stopp"); err != nil {
 		t.Fatalf("stop sandboxes on %s: %v: %s", node, err, out)
 	}
 	// The kubelet recreates them while the API server is still paused.
@@ -173,6 +175,23 @@ func TestSurvivesAPIServerPause(t *testing.T) {
 	}
 	out, _ := nodeExec(t, node, "sh", "-c", "grep -c 'the node agent does not answer' /var/log/authbridge-cni.log || true")
 	t.Logf("ADDs that fell back to the API server: %s", strings.TrimSpace(out))
+	// The pods' status in the API is from before the pause until the
+	// kubelet syncs: wait for the recreated containers to be reported ready
+	// before calling through them.
+	for _, n := range names {
+		eventually(t, defaultWaitTimeout, n+" recreated and ready", func() error {
+			p, err := e.cs.CoreV1().Pods(ns).Get(context.Background(), n, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.ContainersReady && c.Status == corev1.ConditionTrue && !c.LastTransitionTime.Time.Before(paused.Add(-time.Second)) {
+					return nil
+				}
+			}
+			return fmt.Errorf("containers of %s not reported ready since the pause", n)
+		})
+	}
 	e.figure(t, "api-server-paused", e.withoutRules(t, ns, url, names), len(names))
 }
 
