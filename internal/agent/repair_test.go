@@ -20,25 +20,11 @@ import (
 	"github.com/kagenti/authbridge-node/internal/enforce"
 	"github.com/kagenti/authbridge-node/internal/metrics"
 	"github.com/kagenti/authbridge-node/internal/redirecttest"
+	"github.com/kagenti/authbridge-node/internal/testing/testenv"
 	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/podcondition"
 	"github.com/kagenti/authbridge-node/pkg/redirect"
 )
-
-// cgroupRoot is a cgroup hierarchy the test may create groups in: the
-// unified one on cgroup v2 hosts, the pids controller's on v1.
-func cgroupRoot(t *testing.T) string {
-	t.Helper()
-	for _, d := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"} {
-		if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err == nil {
-			if _, err := os.Stat(filepath.Join(d, "cgroup.controllers")); err == nil || d != "/sys/fs/cgroup" {
-				return d
-			}
-		}
-	}
-	t.Fatal("no writable cgroup hierarchy found")
-	return ""
-}
 
 // startPodProcess runs a real process (the pod's "pause") inside netns n
 // and inside a cgroup named the way the kubelet's cgroupfs driver names a
@@ -47,7 +33,7 @@ func cgroupRoot(t *testing.T) string {
 // /proc as it does on a node.
 func startPodProcess(t *testing.T, n ns.NetNS, podUID string) {
 	t.Helper()
-	root := cgroupRoot(t)
+	root := testenv.CgroupRoot(t)
 	dir := filepath.Join(root, fmt.Sprintf("authbridge-agent-test-%d", os.Getpid()), "kubepods/besteffort/pod"+podUID, "pause")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -16,22 +16,6 @@ import (
 	"github.com/kagenti/authbridge-node/internal/testing/testenv"
 )
 
-// cgroupRoot is a cgroup hierarchy the test may create groups in: the
-// unified one on cgroup v2 hosts, the pids controller's on v1.
-func cgroupRoot(t *testing.T) string {
-	t.Helper()
-	testenv.Root(t, "cgroups, network namespaces")
-	for _, d := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"} {
-		if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err == nil {
-			if _, err := os.Stat(filepath.Join(d, "cgroup.controllers")); err == nil || d != "/sys/fs/cgroup" {
-				return d
-			}
-		}
-	}
-	t.Fatal("no writable cgroup hierarchy found")
-	return ""
-}
-
 // startIn runs `sleep` in a new network namespace (or the host's when
 // hostNet) inside the cgroup rel below a test-owned group, as the kubelet
 // and runtime would place a pod's process. It returns the PID.
@@ -85,7 +69,7 @@ func startIn(t *testing.T, root, rel string, hostNet bool) int {
 // namespaces; Find returns the pod's namespace, refuses hostNetwork pods and
 // reports absent pods as ErrNotFound.
 func TestFindRealProcesses(t *testing.T) {
-	root := cgroupRoot(t)
+	root := testenv.CgroupRoot(t)
 	base := fmt.Sprintf("authbridge-podnetns-test-%d", os.Getpid())
 	// UIDs unique to this run: Find scans the whole /proc, so a concurrent
 	// run of this test (another worktree, go test -count) would otherwise

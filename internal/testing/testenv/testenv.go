@@ -7,6 +7,7 @@ package testenv
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -30,4 +31,21 @@ func Heavy(t testing.TB, what string) {
 	if testing.Short() {
 		t.Skip("needs " + what + ": not run under -short; make test runs it")
 	}
+}
+
+// CgroupRoot is a cgroup hierarchy a root test may create groups in (to
+// place a process the way the kubelet places a pod's): the unified one on
+// cgroup v2 hosts, the pids controller's on v1. It skips like Root.
+func CgroupRoot(t testing.TB) string {
+	t.Helper()
+	Root(t, "cgroups, network namespaces")
+	for _, d := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"} {
+		if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err == nil {
+			if _, err := os.Stat(filepath.Join(d, "cgroup.controllers")); err == nil || d != "/sys/fs/cgroup" {
+				return d
+			}
+		}
+	}
+	t.Fatal("no writable cgroup hierarchy found")
+	return ""
 }
