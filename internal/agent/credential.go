@@ -58,6 +58,9 @@ type PluginCredential struct {
 	// Lifetime defaults to DefaultPluginTokenLifetime.
 	Lifetime  time.Duration
 	OnRefresh func()
+	// OnRefreshError is called for each failed attempt
+	// (authbridge_token_refresh_errors_total).
+	OnRefreshError func(error)
 	// OnUnbound is called when the API server refused node binding (a
 	// weakening: authbridge_config_weakenings{setting="pluginTokenNotNodeBound"}).
 	OnUnbound func()
@@ -158,6 +161,9 @@ func (c *PluginCredential) Run(ctx context.Context, written func()) error {
 				return nil
 			}
 			c.log().Warn("cannot refresh the plugin's credential; retrying", "err", err, "retryIn", retry.String())
+			if c.OnRefreshError != nil {
+				c.OnRefreshError(err)
+			}
 			wait, retry = retry, min(2*retry, time.Minute)
 		}
 		t := time.NewTimer(wait)

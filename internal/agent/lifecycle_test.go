@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,11 +320,13 @@ func TestCredentialRunWithAPIServerAway(t *testing.T) {
 	if err := os.WriteFile(ca, srv.CA, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var failures atomic.Int32
 	run := func(path string) (written chan struct{}, stop func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		written = make(chan struct{})
 		done := make(chan struct{})
-		c := &PluginCredential{Client: down, Namespace: "authbridge-system", NodeName: "n", Server: "https://127.0.0.1:1", CAFile: ca, Path: path}
+		c := &PluginCredential{Client: down, Namespace: "authbridge-system", NodeName: "n", Server: "https://127.0.0.1:1", CAFile: ca, Path: path,
+			OnRefreshError: func(error) { failures.Add(1) }}
 		go func() { defer close(done); _ = c.Run(ctx, func() { close(written) }) }()
 		return written, func() { cancel(); <-done }
 	}
@@ -351,4 +354,8 @@ func TestCredentialRunWithAPIServerAway(t *testing.T) {
 	case <-time.After(2 * time.Second):
 	}
 	stop()
+	// Every failed attempt is reported (authbridge_token_refresh_errors_total).
+	if failures.Load() < 2 {
+		t.Fatalf("%d refresh failures reported; want one per failed attempt (at least 2)", failures.Load())
+	}
 }

@@ -42,6 +42,8 @@ type Metrics struct {
 	ConflistReinsertions prometheus.Counter
 	// TokenRefreshes counts rewrites of the plugin's kubeconfig token.
 	TokenRefreshes prometheus.Counter
+	// TokenRefreshErrors counts failed attempts to refresh it.
+	TokenRefreshErrors prometheus.Counter
 	// DecisionAnswers counts the agent's answers on the decision socket by
 	// source: cache, api, error.
 	DecisionAnswers *prometheus.CounterVec
@@ -119,6 +121,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: Namespace, Name: "token_refreshes_total",
 			Help: "Rewrites of the plugin's kubeconfig with a fresh Node-bound token.",
 		}),
+		TokenRefreshErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "token_refresh_errors_total",
+			Help: "Failed attempts to refresh the plugin's Node-bound credential (retried with backoff; the token lasts 24 h and is refreshed at 12 h).",
+		}),
 		DecisionAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "decision_answers_total",
 			Help: "The agent's answers to the plugin's decision queries, by source: cache (no API request), api (the pod was not in the cache within 2 s and was read from the API server), error (the plugin then asks the API server itself).",
@@ -172,7 +178,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.ProbeBackendWorks, m.ProbeDuration, m.EgressRedirectCapable,
 		m.CNIOperations, m.CNIAddDuration, m.CNIPods, m.Pods, m.CooperativePods,
-		m.ConflistReinsertions, m.TokenRefreshes, m.DecisionAnswers, m.ConfigWeakenings,
+		m.ConflistReinsertions, m.TokenRefreshes, m.TokenRefreshErrors, m.DecisionAnswers, m.ConfigWeakenings,
 		m.PodsWithoutRules, m.HostNetworkPods, m.PodsRepaired, m.RulesDrift, m.PodsRulesMismatched,
 		m.VerifyPassDuration, m.RulesRepairs, m.PodEnforcedSeconds, m.AgentReady, m.NodeUpdateErrors)
 	return m

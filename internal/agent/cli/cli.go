@@ -183,6 +183,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	m := a.Metrics()
 	inst.OnReinsert = m.ConflistReinsertions.Inc
 	cred.OnRefresh = m.TokenRefreshes.Inc
+	cred.OnRefreshError = func(error) { m.TokenRefreshErrors.Inc() }
 	cred.OnUnbound = func() { m.ConfigWeakenings.WithLabelValues("pluginTokenNotNodeBound").Set(1) }
 	log.Info("node agent starting", "version", version(), "node", f.nodeName, "metricsAddr", cfg.MetricsAddr, "backends", cfg.Backends)
 	if err := a.Run(ctx); err != nil {
