@@ -56,18 +56,12 @@ var initdataKeyLine = regexp.MustCompile(`^\s*initdata\s*=`)
 // key of the file unchanged.
 func setInitdata(content []byte, section string, doc []byte) ([]byte, error) {
 	lines := strings.SplitAfter(string(content), "\n")
+	tables := lineTables(lines)
 	want := "hypervisor." + section
-	current, header, ours := "", -1, -1
+	header, ours := tableHeader(lines, want), -1
 	for i, l := range lines {
 		body := strings.TrimRight(l, "\r\n")
-		if m := tableLine.FindStringSubmatch(body); m != nil {
-			current = strings.ReplaceAll(m[1], " ", "")
-			if current == want {
-				header = i
-			}
-			continue
-		}
-		if current != want || !initdataKeyLine.MatchString(body) {
+		if tables[i] != want || !initdataKeyLine.MatchString(body) {
 			continue
 		}
 		if !strings.HasSuffix(body, initdataLineComment) {
@@ -193,14 +187,11 @@ var passfdOnLine = regexp.MustCompile(`^\s*use_passfd_io\s*=\s*true\s*(#.*)?$`)
 // ReadStream/WriteStream rules), instead of every container being refused.
 func passfdOff(content []byte) ([]byte, bool, error) {
 	lines := strings.SplitAfter(string(content), "\n")
-	current, changed := "", false
+	tables := lineTables(lines)
+	changed := false
 	for i, l := range lines {
 		body := strings.TrimRight(l, "\r\n")
-		if m := tableLine.FindStringSubmatch(body); m != nil {
-			current = strings.ReplaceAll(m[1], " ", "")
-			continue
-		}
-		if current == "runtime" && passfdOnLine.MatchString(body) {
+		if tables[i] == "runtime" && passfdOnLine.MatchString(body) {
 			lines[i] = "use_passfd_io = false" + passfdComment + body + l[len(body):]
 			changed = true
 		}
@@ -245,18 +236,12 @@ var annotationsLine = regexp.MustCompile(`^\s*enable_annotations\s*=\s*\[([^\]#]
 // initdata digest makes such a policy trustworthy.
 func enableInitdataAnnotation(content []byte, section string) ([]byte, bool, error) {
 	lines := strings.SplitAfter(string(content), "\n")
+	tables := lineTables(lines)
 	want := "hypervisor." + section
-	current, header, found := "", -1, false
+	header, found := tableHeader(lines, want), false
 	for i, l := range lines {
 		body := strings.TrimRight(l, "\r\n")
-		if m := tableLine.FindStringSubmatch(body); m != nil {
-			current = strings.ReplaceAll(m[1], " ", "")
-			if current == want {
-				header = i
-			}
-			continue
-		}
-		if current != want || !strings.HasPrefix(strings.TrimSpace(body), "enable_annotations") {
+		if tables[i] != want || !strings.HasPrefix(strings.TrimSpace(body), "enable_annotations") {
 			continue
 		}
 		m := annotationsLine.FindStringSubmatch(body)

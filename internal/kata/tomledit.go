@@ -84,6 +84,34 @@ var (
 	}
 )
 
+// lineTables gives, for each line of a Kata configuration (split with
+// strings.SplitAfter), the TOML table it sits in: "" before the first header,
+// and a header line is in the table it opens. The line editors here use it
+// to find the lines of [hypervisor.<name>] or [runtime] without a parser
+// that would rewrite the administrator's file.
+func lineTables(lines []string) []string {
+	out := make([]string, len(lines))
+	current := ""
+	for i, l := range lines {
+		if m := tableLine.FindStringSubmatch(strings.TrimRight(l, "\r\n")); m != nil {
+			current = strings.ReplaceAll(m[1], " ", "")
+		}
+		out[i] = current
+	}
+	return out
+}
+
+// tableHeader is the index of the (last) header line of table want, or -1.
+func tableHeader(lines []string, want string) int {
+	header := -1
+	for i, l := range lines {
+		if m := tableLine.FindStringSubmatch(strings.TrimRight(l, "\r\n")); m != nil && strings.ReplaceAll(m[1], " ", "") == want {
+			header = i
+		}
+	}
+	return header
+}
+
 // setInitrd is setAsset for the initrd key.
 func setInitrd(content []byte, section, old, new string) ([]byte, error) {
 	return setAsset(content, section, "initrd", old, new)
@@ -100,16 +128,12 @@ func setAsset(content []byte, section, key, old, new string) ([]byte, error) {
 	}
 	line := assetLines[key]
 	lines := strings.SplitAfter(string(content), "\n")
+	tables := lineTables(lines)
 	want := "hypervisor." + section
-	current := ""
 	found := -1
 	for i, l := range lines {
 		body := strings.TrimRight(l, "\r\n")
-		if m := tableLine.FindStringSubmatch(body); m != nil {
-			current = strings.ReplaceAll(m[1], " ", "")
-			continue
-		}
-		if current != want {
+		if tables[i] != want {
 			continue
 		}
 		m := line.FindStringSubmatch(body)
