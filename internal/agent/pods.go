@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/kagenti/authbridge-node/internal/podinfo"
 	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/podcondition"
 	"github.com/kagenti/authbridge-node/pkg/podmode"
@@ -35,21 +36,6 @@ func sandboxIndex(stateDir string) (byUID, byName map[string]containerstate.Reco
 		}
 	}
 	return byUID, byName, nil
-}
-
-// hasSidecar reports whether the pod carries an AuthBridge sidecar (a
-// container or a native sidecar init container with a configured name).
-func hasSidecar(p *corev1.Pod, names []string) bool {
-	for _, cs := range [][]corev1.Container{p.Spec.Containers, p.Spec.InitContainers} {
-		for _, c := range cs {
-			for _, n := range names {
-				if c.Name == n {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // sandboxCreated is when the pod's current sandbox got its network: the
@@ -99,7 +85,7 @@ func (a *Agent) podsNotEnforced(ctx context.Context, now time.Time) (without, ho
 		switch {
 		case p.Status.Phase != corev1.PodRunning && p.Status.Phase != corev1.PodPending,
 			p.DeletionTimestamp != nil,
-			!hasSidecar(p, a.cfg.SidecarContainerNames):
+			!podinfo.IsAuthBridgePod(p, a.cfg.SidecarContainerNames):
 			continue
 		case p.Spec.HostNetwork: // no CNI ADD at all
 			hostNetwork = append(hostNetwork, *p)

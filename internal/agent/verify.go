@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/kagenti/authbridge-node/internal/enforce"
+	"github.com/kagenti/authbridge-node/internal/podinfo"
 	"github.com/kagenti/authbridge-node/internal/podnetns"
 	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/podcondition"
@@ -137,7 +138,7 @@ func (a *Agent) VerifyPass(ctx context.Context, full bool) {
 				mismatched++
 			}
 		case podmode.Cooperative:
-			if pod != nil && hasSidecar(pod, a.cfg.SidecarContainerNames) {
+			if pod != nil && podinfo.IsAuthBridgePod(pod, a.cfg.SidecarContainerNames) {
 				a.setCondition(ctx, pod, podcondition.NotEnforced(podcondition.ReasonCooperative,
 					fmt.Sprintf("cooperative egress (no redirect rules), reason %s: the sidecar sees only traffic the application sends to it", orUnknown(string(rec.Reason)))))
 			}
