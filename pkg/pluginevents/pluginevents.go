@@ -13,9 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
+	"github.com/kagenti/authbridge-node/internal/unixsock"
 	"github.com/kagenti/authbridge-node/pkg/podmode"
 )
 
@@ -84,17 +84,14 @@ type Listener struct {
 	path string
 }
 
-// Listen creates the socket (replacing a stale one from a previous run),
-// mode 0600: once it returns, plugins can send. Serve reads from it.
+// Listen creates the socket, mode 0600, with internal/unixsock's
+// guarantees (stale socket replaced, any other file refused, never
+// reachable with a wider mode, removed on Close unless a newer agent's
+// socket is there): once it returns, plugins can send. Serve reads from it.
 func Listen(socketPath string) (*Listener, error) {
-	_ = os.Remove(socketPath)
-	pc, err := net.ListenPacket("unixgram", socketPath)
+	pc, err := unixsock.ListenPacket(socketPath)
 	if err != nil {
-		return nil, fmt.Errorf("listen on plugin events socket %s: %w", socketPath, err)
-	}
-	if err := os.Chmod(socketPath, 0o600); err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("plugin events socket %s: %w", socketPath, err)
+		return nil, fmt.Errorf("plugin events %w", err)
 	}
 	return &Listener{pc: pc, path: socketPath}, nil
 }

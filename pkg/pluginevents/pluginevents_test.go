@@ -2,8 +2,10 @@ package pluginevents
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kagenti/authbridge-node/pkg/podmode"
@@ -14,9 +16,20 @@ import (
 // datagrams are dropped; cancelling ctx ends Serve with nil.
 func TestListenSendServe(t *testing.T) {
 	path := filepath.Join(t.TempDir(), SocketName)
-	if err := os.WriteFile(path, nil, 0o644); err != nil { // a stale file from a previous run
+	// A regular file is not the agent's to remove: refused, kept.
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "non-socket") {
+		t.Fatalf("Listen over a regular file = %v; want a non-socket error", err)
+	}
+	os.Remove(path)
+	// A stale socket from a previous agent (SIGKILL leaves it) is replaced.
+	stale, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.Close()
 	l, err := Listen(path)
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +52,9 @@ func TestListenSendServe(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Serve after cancel: %v", err)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("socket left after Serve stopped: %v", err)
 	}
 	if err := Send(path, want); err == nil {
 		t.Error("Send succeeded after the listener stopped")
