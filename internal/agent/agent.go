@@ -163,6 +163,11 @@ type Agent struct {
 	excludedWarned map[string]bool
 	mismatch       map[string]bool // records whose drift could not be re-applied
 
+	// decisions is the node-scoped informer cache (set by startBackground
+	// before any loop runs; nil in tests that drive a pass directly, which
+	// then list from the API server).
+	decisions *DecisionCache
+
 	nodeKick   chan struct{}
 	verifyKick chan struct{}
 	apiWork    chan func(context.Context)
@@ -352,10 +357,12 @@ func (a *Agent) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}()
 	}
+	a.decisions = NewDecisionCache(a.o.Client, a.o.NodeName, a.o.DecisionWait)
+	a.decisions.Start(ctx)
 	wg.Add(4)
 	go func() { defer wg.Done(); a.apiWorker(ctx) }()
 	go func() { defer wg.Done(); a.nodeSyncLoop(ctx) }()
-	go func() { defer wg.Done(); a.serveDecisions(ctx) }()
+	go func() { defer wg.Done(); a.serveDecisions(ctx, a.decisions) }()
 	go func() { defer wg.Done(); a.verifyLoop(ctx) }()
 }
 

@@ -83,6 +83,21 @@ func (d *DecisionCache) Synced() bool {
 	return d.pods.HasSynced() && d.cms.HasSynced() && d.rcs.HasSynced()
 }
 
+// NodePods returns copies of this node's pods from the informer, and false
+// until it has listed once (an empty store then means "not known yet", not
+// "no pods": callers must not prune on it).
+func (d *DecisionCache) NodePods() ([]corev1.Pod, bool) {
+	if !d.pods.HasSynced() {
+		return nil, false
+	}
+	objs := d.pods.GetStore().List()
+	out := make([]corev1.Pod, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, *o.(*corev1.Pod).DeepCopy())
+	}
+	return out, true
+}
+
 // Answer implements decision.Handler.
 func (d *DecisionCache) Answer(ctx context.Context, req decision.Request) decision.Response {
 	key := req.Namespace + "/" + req.Name
@@ -173,9 +188,7 @@ func (a *Agent) DecisionSocketPath() string {
 // serveDecisions runs the node-scoped informers and answers the plugin on
 // the decision socket until ctx ends. A failure here only costs the plugin
 // its fast path: it asks the API server itself.
-func (a *Agent) serveDecisions(ctx context.Context) {
-	dc := NewDecisionCache(a.o.Client, a.o.NodeName, a.o.DecisionWait)
-	dc.Start(ctx)
+func (a *Agent) serveDecisions(ctx context.Context, dc *DecisionCache) {
 	ln, err := decision.Listen(a.DecisionSocketPath())
 	if err != nil {
 		a.log.Error("decision socket unavailable: the plugin reads pods from the API server itself", "socket", a.DecisionSocketPath(), "err", err)

@@ -2,12 +2,10 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kagenti/authbridge-node/internal/podinfo"
@@ -67,21 +65,16 @@ func (a *Agent) PodsWithoutRules(ctx context.Context, now time.Time) ([]corev1.P
 // PodsWithoutRules) and those with hostNetwork: true, which get no CNI
 // ADD at all, so no rules can ever exist for them.
 func (a *Agent) podsNotEnforced(ctx context.Context, now time.Time) (without, hostNetwork []corev1.Pod, err error) {
-	list, err := a.o.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", a.o.NodeName).String(),
-		// Served from the API server's watch cache: this runs on every
-		// node every PodCheckInterval.
-		ResourceVersion: "0",
-	})
+	items, err := a.listNodePods(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list pods on node %s: %w", a.o.NodeName, err)
+		return nil, nil, err
 	}
 	byUID, byName, err := sandboxIndex(a.cfg.StateDir)
 	if err != nil {
 		return nil, nil, err
 	}
-	for i := range list.Items {
-		p := &list.Items[i]
+	for i := range items {
+		p := &items[i]
 		switch {
 		case p.Status.Phase != corev1.PodRunning && p.Status.Phase != corev1.PodPending,
 			p.DeletionTimestamp != nil,

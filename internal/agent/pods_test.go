@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kagenti/authbridge-node/internal/testing/apiserver"
 	"github.com/kagenti/authbridge-node/pkg/containerstate"
 	"github.com/kagenti/authbridge-node/pkg/pluginevents"
 )
@@ -135,5 +139,65 @@ func TestPodsPerModeGauge(t *testing.T) {
 	// The counter of ADDs is still there next to the gauge.
 	if v, _ := h.scrape(t).Get("authbridge_cni_pods_total", map[string]string{"mode": "enforce-redirect"}); v != 1 {
 		t.Errorf("cni_pods_total{enforce-redirect} = %v", v)
+	}
+}
+
+// podListCounter counts the agent's LIST requests for pods, on the client
+// side of a real API server.
+type podListCounter struct {
+	rt    http.RoundTripper
+	mu    sync.Mutex
+	lists int
+}
+
+func (c *podListCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/pods") && r.URL.Query().Get("watch") != "true" {
+		c.mu.Lock()
+		c.lists++
+		c.mu.Unlock()
+	}
+	return c.rt.RoundTrip(r)
+}
+
+func (c *podListCounter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lists
+}
+
+// The periodic passes (pods without rules every PodCheckInterval, verify
+// every verifyInterval) read this node's pods from the agent's informer
+// once it has synced: with both at 200 ms, a pod without rules is found
+// and no further pod LIST reaches the API server (a 500-node cluster
+// would otherwise list every 30 s per node per pass).
+func TestPeriodicPassesReadPodsFromCache(t *testing.T) {
+	cfg0 := apiserver.Shared(t).AdminConfig()
+	counter := &podListCounter{}
+	cfg0.Wrap(func(rt http.RoundTripper) http.RoundTripper { counter.rt = rt; return counter })
+	cs, err := kubernetes.NewForConfig(cfg0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, ns := "node-cached-passes", "cached-passes-ns"
+	createNode(t, cs, node)
+	createNamespace(t, cs, ns)
+	cfg := testConfig(t)
+	h := newAgent(t, cs, node, cfg, func(o *Options) {
+		o.PodCheckInterval = 200 * time.Millisecond
+		o.VerifyInterval = 200 * time.Millisecond
+		o.PodsWithoutRulesGrace = time.Minute
+	})
+	h.start(t)
+	h.waitReady(t)
+	waitFor(t, 10*time.Second, func() (bool, string) { return h.a.decisions.Synced(), "informers not synced" })
+	afterSync := counter.count()
+	setSandboxCreated(t, cs, createPod(t, cs, ns, "gap", node, true, nil), time.Now().Add(-2*time.Minute))
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		n := len(eventsWithReason(events(t, cs, ns, "Pod", "gap"), ReasonEgressRulesMissing))
+		return n == 1 && h.scrape(t)["authbridge_pods_without_rules"] == 1, fmt.Sprintf("gap pod reported: %d events", n)
+	})
+	time.Sleep(time.Second) // five more passes of each
+	if n := counter.count() - afterSync; n != 0 {
+		t.Fatalf("%d pod LIST requests after the informer synced; want 0 (the passes read the cache)", n)
 	}
 }

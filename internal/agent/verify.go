@@ -66,21 +66,38 @@ func (a *Agent) kickVerify() {
 	}
 }
 
-// nodePods lists this node's pods by UID, from the API server's watch
-// cache.
+// nodePods lists this node's pods by UID (listNodePods).
 func (a *Agent) nodePods(ctx context.Context) (map[string]*corev1.Pod, error) {
+	list, err := a.listNodePods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*corev1.Pod, len(list))
+	for i := range list {
+		out[string(list[i].UID)] = &list[i]
+	}
+	return out, nil
+}
+
+// listNodePods returns this node's pods from the agent's informer cache
+// once it has synced (no API request: these passes run on every node every
+// verifyInterval and PodCheckInterval, and keep working through an API
+// outage on the last state seen), else from the API server's watch cache.
+func (a *Agent) listNodePods(ctx context.Context) ([]corev1.Pod, error) {
+	if a.decisions != nil {
+		if pods, ok := a.decisions.NodePods(); ok {
+			return pods, nil
+		}
+	}
 	list, err := a.o.Client.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
-		FieldSelector:   fields.OneTermEqualSelector("spec.nodeName", a.o.NodeName).String(),
+		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", a.o.NodeName).String(),
+		// Served from the API server's watch cache, not etcd.
 		ResourceVersion: "0",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list pods on node %s: %w", a.o.NodeName, err)
 	}
-	out := make(map[string]*corev1.Pod, len(list.Items))
-	for i := range list.Items {
-		out[string(list.Items[i].UID)] = &list.Items[i]
-	}
-	return out, nil
+	return list.Items, nil
 }
 
 // VerifyPass reads every enforce-redirect record's rules back from the
