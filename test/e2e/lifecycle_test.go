@@ -447,11 +447,16 @@ func TestAgentUpgradeAndUninstall(t *testing.T) {
 	}
 
 	// uninstall: watch the node while the agent goes; state "entry without
-	// binary" must never be seen
+	// binary" must never be seen. The binary is sampled before the entry:
+	// sampled the other way round, an entry seen just before both were
+	// removed and a binary looked at just after reads "10" although both
+	// went in the right order (the one "10" seen in a run of 2026-11-30).
+	// This way a "10" means the entry was still there after the binary
+	// was gone.
 	watch := exec.Command("docker", "exec", node, "sh", "-c", fmt.Sprintf(`
 for i in $(seq 6000); do
-  e=0; grep -q authbridge %s && e=1
-  b=0; [ -e %s ] && b=1
+  b=0; [ -e %[2]s ] && b=1
+  e=0; grep -q authbridge %[1]s && e=1
   echo "$e$b"
   [ "$e$b" = 00 ] && exit 0
   sleep 0.01
