@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -77,6 +78,10 @@ func ParseConfig(stdin []byte) (*Conf, error) {
 	if string(bytes.TrimSpace(stdin)) == "null" {
 		return nil, types.NewError(types.ErrDecodingFailure, "authbridge-cni config: got JSON null", "the plugin's stdin must be one JSON object (the conflist entry plus the runtime's keys)")
 	}
+	stdin, err := expandEntryFile(stdin)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkKeyCase(stdin); err != nil {
 		return nil, err
 	}
@@ -122,6 +127,50 @@ func ParseConfig(stdin []byte) (*Conf, error) {
 	return &c, nil
 }
 
+// expandEntryFile returns stdin with the entry file's keys in place of
+// its entryFile key (the plugin as a Multus attachment, whose static
+// NetworkAttachmentDefinition config names the file the node agent writes
+// on each node). stdin without the key is returned unchanged; what is not
+// a JSON object is left to the strict decoder to report. A key both in
+// stdin and in the file is refused: the attachment's config carries the
+// CNI keys only, the agent's file everything of ours.
+func expandEntryFile(stdin []byte) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(stdin, &m) != nil {
+		return stdin, nil
+	}
+	raw, ok := m[pluginconf.EntryFileKey]
+	if !ok {
+		return stdin, nil
+	}
+	var path string
+	if err := json.Unmarshal(raw, &path); err != nil || !filepath.IsAbs(path) {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field %s: %s is not an absolute path", pluginconf.EntryFileKey, raw),
+			"name the file the node agent writes: credentialDir/"+pluginconf.EntryFileName+" (/var/lib/authbridge/"+pluginconf.EntryFileName+" by default)")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field %s: %v", pluginconf.EntryFileKey, err),
+			"the node agent writes this file when it runs with cniInstallMode multus-attachment (or auto on a Multus node); check that the agent runs and is ready on this node and that the NetworkAttachmentDefinition names its credentialDir")
+	}
+	var entry map[string]json.RawMessage
+	if err := json.Unmarshal(data, &entry); err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("authbridge-cni entry file %s: %v", path, err), "the node agent rewrites it at start; restart the agent on this node")
+	}
+	delete(m, pluginconf.EntryFileKey)
+	for k, v := range entry {
+		if k == "type" {
+			continue
+		}
+		if _, dup := m[k]; dup {
+			return nil, types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("authbridge-cni config field %s: set both next to %s and in %s", k, pluginconf.EntryFileKey, path),
+				"the NetworkAttachmentDefinition's config carries only cniVersion, name, type and "+pluginconf.EntryFileKey+"; the rest comes from the agent's config")
+		}
+		m[k] = v
+	}
+	return json.Marshal(m)
+}
+
 // teardownConf is what DEL and GC need of the entry; nothing else is read.
 type teardownConf struct {
 	CNIVersion        string               `json:"cniVersion,omitempty"`
@@ -142,6 +191,14 @@ type teardownConf struct {
 // would refuse otherwise is returned as warn for a WARN log. The returned
 // Conf carries the default policy.
 func ParseConfigLenient(stdin []byte) (conf *Conf, warn error, err error) {
+	if expanded, xerr := expandEntryFile(stdin); xerr != nil {
+		// Teardown goes on with the defaults (the agent's default logFile
+		// and stateDir) rather than leave the pod stuck Terminating.
+		warn = xerr
+		stdin = withoutEntryFile(stdin)
+	} else {
+		stdin = expanded
+	}
 	trimmed := bytes.TrimSpace(stdin)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, nil, types.NewError(types.ErrDecodingFailure, "authbridge-cni config: not a JSON object", "the plugin's stdin must be one JSON object (the conflist entry plus the runtime's keys)")
@@ -168,10 +225,27 @@ func ParseConfigLenient(stdin []byte) (conf *Conf, warn error, err error) {
 	c := &Conf{}
 	c.LogFile, c.StateDir, c.LegacyAttachments, c.Policy = t.LogFile, t.StateDir, t.LegacyAttachments, config.Policy{}.WithDefaults()
 	c.CNIVersion, c.Name, c.Type, c.ValidAttachments = t.CNIVersion, t.Name, t.Type, t.ValidAttachments
-	if _, serr := ParseConfig(stdin); serr != nil {
-		warn = serr
+	if warn == nil {
+		if _, serr := ParseConfig(stdin); serr != nil {
+			warn = serr
+		}
 	}
 	return c, warn, nil
+}
+
+// withoutEntryFile drops the entryFile key (teardown when the file cannot
+// be read).
+func withoutEntryFile(stdin []byte) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(stdin, &m) != nil {
+		return stdin
+	}
+	delete(m, pluginconf.EntryFileKey)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return stdin
+	}
+	return out
 }
 
 // decodeError names the offending field where encoding/json tells it.

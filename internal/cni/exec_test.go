@@ -70,7 +70,6 @@ func TestBadInputs(t *testing.T) {
 		{"unknown field", "ADD", n.Path(), podArgs, with("prevResult", prev, "proxyUid", 1), []string{`unknown field "proxyUid"`}},
 		{"wrong type", "ADD", n.Path(), podArgs, with("prevResult", prev, "backends", "nftables"), []string{"field backends", "a list of string"}},
 		{"cooperative without acknowledgement", "ADD", n.Path(), podArgs, with("prevResult", prev, "allowCooperative", true), []string{"acknowledgeCooperativeRisks", "security-model-v2"}},
-		{"missing prevResult", "ADD", n.Path(), podArgs, with(), []string{"no prevResult", "put authbridge-cni after the primary plugin in the conflist"}},
 		{"bad prevResult", "ADD", n.Path(), podArgs, with("prevResult", map[string]any{"cniVersion": "1.1.0", "ips": []any{map[string]any{"address": "not-an-ip"}}}), []string{"prevResult"}},
 		{"missing netns", "ADD", "/var/run/netns/authbridge-does-not-exist", podArgs, with("prevResult", prev), []string{"authbridge-does-not-exist"}},
 		{"missing kubeconfig file", "ADD", n.Path(), podArgs, with("prevResult", prev), []string{"field kubeconfig", filepath.Join(dir, "kc")}},

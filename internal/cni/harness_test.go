@@ -344,7 +344,8 @@ func (e *env) abConf(extra map[string]any) map[string]any {
 	return c
 }
 
-// conflist is [bridge + host-local, authbridge-cni] for the families.
+// conflist is [bridge + host-local, authbridge-cni] for the families
+// ([bridge + host-local] when ab is nil).
 func (e *env) conflist(name string, fams []redirect.Family, ab map[string]any) *libcni.NetworkConfigList {
 	e.t.Helper()
 	var ranges []any
@@ -355,16 +356,19 @@ func (e *env) conflist(name string, fams []redirect.Family, ab map[string]any) *
 		}
 		ranges = append(ranges, []any{map[string]any{"subnet": sub.String()}})
 	}
+	plugins := []any{
+		map[string]any{
+			"type": "bridge", "bridge": "abbr0", "isGateway": true, "ipMasq": false,
+			"ipam": map[string]any{"type": "host-local", "dataDir": e.ipamDir, "ranges": ranges},
+		},
+	}
+	if ab != nil { // nil: the primary network alone (the plugin runs as an attachment)
+		plugins = append(plugins, ab)
+	}
 	list := map[string]any{
 		"cniVersion": "1.1.0",
 		"name":       name,
-		"plugins": []any{
-			map[string]any{
-				"type": "bridge", "bridge": "abbr0", "isGateway": true, "ipMasq": false,
-				"ipam": map[string]any{"type": "host-local", "dataDir": e.ipamDir, "ranges": ranges},
-			},
-			ab,
-		},
+		"plugins":    plugins,
 	}
 	b, err := json.Marshal(list)
 	if err != nil {

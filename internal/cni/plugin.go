@@ -245,7 +245,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	if err := parsePrevResult(conf); err != nil {
 		return err
 	}
-	passThrough := func() error { return types.PrintResult(conf.PrevResult, conf.CNIVersion) }
+	passThrough := func() error { return printResult(conf) }
 	k8s, err := ParseK8sArgs(args.Args)
 	if err != nil {
 		return err
@@ -281,16 +281,30 @@ func (p *Plugin) Add(args *skel.CmdArgs) (err error) {
 	return passThrough()
 }
 
-// parsePrevResult refuses an ADD without the primary plugin's result.
+// parsePrevResult parses the previous plugin's result when there is one.
+// There is none when the plugin runs as a Multus attachment (the delegate of
+// the NetworkAttachmentDefinition authbridge-cni, after the cluster
+// network): it then finds the pod's families in the netns (familiesInNetns).
 func parsePrevResult(conf *Conf) error {
 	if conf.RawPrevResult == nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, "authbridge-cni is a chained plugin: ADD got no prevResult",
-			"put authbridge-cni after the primary plugin in the conflist (it cannot be the first or only plugin)")
+		return nil
 	}
 	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
 		return types.NewError(types.ErrDecodingFailure, "authbridge-cni: cannot parse prevResult: "+err.Error(), "the previous plugin in the chain returned a malformed result")
 	}
 	return nil
+}
+
+// printResult passes the previous plugin's result on unchanged; as an
+// attachment (no prevResult) it returns an empty result: the plugin adds no
+// interface and no address, and Multus records no network status for an
+// empty result (nadutils.CreateNetworkStatuses) while keeping the cluster
+// network's as the pod's.
+func printResult(conf *Conf) error {
+	if conf.PrevResult == nil {
+		return types.PrintResult(&current.Result{CNIVersion: current.ImplementedSpecVersion}, conf.CNIVersion)
+	}
+	return types.PrintResult(conf.PrevResult, conf.CNIVersion)
 }
 
 // podDecision is what ADD decided for a pod, with what enforcing it needs.
@@ -338,15 +352,20 @@ func (p *Plugin) decide(args *skel.CmdArgs, conf *Conf, log *slog.Logger, k8s K8
 // them (enforce.Program, the code path the node agent's in-place repair
 // shares); any failure leaves no rules behind (fail closed).
 func (p *Plugin) enforce(args *skel.CmdArgs, conf *Conf, dec podDecision, r *record, cs *containerstate.Record) error {
-	families, err := familiesOf(conf.PrevResult)
-	if err != nil {
-		return fmt.Errorf("pod %s/%s: %w", r.namespace, r.pod, err)
-	}
 	netns, err := ns.GetNS(args.Netns)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("authbridge-cni: network namespace %q of pod %s/%s: %v", args.Netns, r.namespace, r.pod, err), "the runtime passed a netns that does not exist (CNI_NETNS)")
 	}
 	defer netns.Close()
+	var families []redirect.Family
+	if conf.PrevResult != nil {
+		families, err = familiesOf(conf.PrevResult)
+	} else {
+		families, err = familiesInNetns(netns)
+	}
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: %w", r.namespace, r.pod, err)
+	}
 	res, err := enforce.Program(enforce.Request{
 		Pod: dec.pod, Policy: conf.Policy, State: dec.state, Backends: dec.Backends,
 		AddrFamilies: families, NetNS: netns, NewBackend: p.NewBackend,
@@ -365,6 +384,16 @@ func (p *Plugin) enforce(args *skel.CmdArgs, conf *Conf, dec podDecision, r *rec
 	r.backend = res.Backend
 	cs.Backend, cs.Spec = res.Backend, &res.Spec
 	return nil
+}
+
+// familiesInNetns is familiesOf for the plugin as an attachment: the
+// families of the pod's addresses read from its netns.
+func familiesInNetns(netns ns.NetNS) ([]redirect.Family, error) {
+	fams, err := enforce.AddrFamilies(netns)
+	if errors.Is(err, enforce.ErrNoPodAddress) {
+		return nil, fmt.Errorf("%w: authbridge-cni got no prevResult (it runs as an attachment) and finds no pod address, so its network is not set up; as a Multus attachment it runs after the cluster network, and in a conflist it must come after the plugin that assigns the pod's IPs", err)
+	}
+	return fams, err
 }
 
 // familiesOf returns the IP families of the container's addresses in the

@@ -373,11 +373,37 @@ type Agent struct {
 	RemovedKeepEntryOnUpgrade *bool `json:"keepEntryOnUpgrade,omitempty"`
 	// RepairPods deletes pods that started without rules (off by default).
 	RepairPods bool `json:"repairPods,omitempty"`
+	// CNIInstallMode is how the plugin reaches pods: chained last in the
+	// primary network's conflist, or as the Multus attachment
+	// (NetworkAttachmentDefinition) pods request; auto picks by what the
+	// conf dir holds (install.ResolveMode).
+	CNIInstallMode InstallMode `json:"cniInstallMode,omitempty"`
 	// MetricsAddr is the listen address for /metrics, /healthz, /readyz.
 	MetricsAddr string `json:"metricsAddr,omitempty"`
 	// LogLevel: debug, info, warn, error.
 	LogLevel string `json:"logLevel,omitempty"`
 }
+
+// InstallMode is how the agent puts the plugin in pods' path.
+type InstallMode string
+
+const (
+	// InstallAuto: multus-attachment when the runtime's default network
+	// (the lexically first config of the conf dir) is Multus, else chain.
+	InstallAuto InstallMode = "auto"
+	// InstallChain: the entry goes last in the primary network's conflist
+	// (a single .conf is converted), kept there by the keeper.
+	InstallChain InstallMode = "chain"
+	// InstallMultusAttachment: the conf dir is not touched; the plugin
+	// runs as the delegate of the NetworkAttachmentDefinition
+	// authbridge-cni, which AuthBridge pods name in their
+	// k8s.v1.cni.cncf.io/networks annotation; the agent writes the entry
+	// the NAD's config points to (entryFile).
+	InstallMultusAttachment InstallMode = "multus-attachment"
+)
+
+// InstallModes lists the allowed values, in the order docs and errors show them.
+var InstallModes = []InstallMode{InstallAuto, InstallChain, InstallMultusAttachment}
 
 // Deprecations lists keys that are accepted but have no effect, with the
 // reason, for a WARN log at start.
@@ -457,6 +483,9 @@ func (a Agent) WithDefaults() Agent {
 	if a.LogLevel == "" {
 		a.LogLevel = "info"
 	}
+	if a.CNIInstallMode == "" {
+		a.CNIInstallMode = InstallAuto
+	}
 	return a
 }
 
@@ -470,6 +499,9 @@ func (a Agent) Validate() error {
 	}
 	if a.VerifyInterval.Duration < MinVerifyInterval {
 		return fmt.Errorf("field verifyInterval: %s is too short; use at least %s (default %s): each pass reads every enforced pod's rules back from the kernel", a.VerifyInterval, MinVerifyInterval, DefaultVerifyInterval)
+	}
+	if !slices.Contains(InstallModes, a.CNIInstallMode) {
+		return fmt.Errorf("field cniInstallMode: %q: allowed values are %q (pick by what the CNI conf dir holds), %q (entry last in the primary conflist), %q (Multus NetworkAttachmentDefinition authbridge-cni)", a.CNIInstallMode, InstallAuto, InstallChain, InstallMultusAttachment)
 	}
 	switch a.LogLevel {
 	case "debug", "info", "warn", "error":

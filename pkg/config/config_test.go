@@ -58,6 +58,7 @@ func TestParseAgentDefaultsAreStrict(t *testing.T) {
 			{"repairPods", a.RepairPods, false},
 			{"metricsAddr", a.MetricsAddr, ":9860"},
 			{"logLevel", a.LogLevel, "info"},
+			{"cniInstallMode", a.CNIInstallMode, InstallAuto},
 		}
 		for _, c := range checks {
 			if c.got != c.want {
@@ -104,6 +105,7 @@ repairPods: true
 excludeNamespaces: [kube-system, openshift-dns]
 metricsAddr: 127.0.0.1:9861
 logLevel: debug
+cniInstallMode: multus-attachment
 `
 	a, err := ParseAgent([]byte(in))
 	if err != nil {
@@ -141,6 +143,7 @@ logLevel: debug
 		RepairPods:                true,
 		MetricsAddr:               "127.0.0.1:9861",
 		LogLevel:                  "debug",
+		CNIInstallMode:            InstallMultusAttachment,
 	}
 	if !reflect.DeepEqual(a, want) {
 		t.Fatalf("ParseAgent:\n got %+v\nwant %+v", a, want)
@@ -233,6 +236,8 @@ func TestParseAgentBadValuesNameTheField(t *testing.T) {
 		{"verifyInterval: null", "verifyInterval", ""},
 		{"verifyInterval: often", "verifyInterval", `"often"`},
 		{"logLevel: verbose", "logLevel", "debug, info, warn, error"},
+		{"cniInstallMode: multus", "field cniInstallMode", "multus-attachment"},
+		{"cniInstallMode: Chain", "field cniInstallMode", "chain"},
 		{"cniBinDir: opt/cni/bin", "cniBinDir", "absolute"},
 		{"cniConfDir: net.d", "cniConfDir", "absolute"},
 		{"hostCNIConfDir: etc/cni", "hostCNIConfDir", "absolute"},

@@ -43,3 +43,27 @@ type Entry struct {
 
 // New is the entry of type PluginType with fields f.
 func New(f Fields) Entry { return Entry{Type: PluginType, Fields: f} }
+
+// The plugin as a Multus attachment (cniInstallMode multus-attachment):
+// the NetworkAttachmentDefinition's config is static (a manifest, the same
+// on every node), so it carries only the CNI keys and EntryFileKey naming
+// the file where the node agent writes this node's Entry. The plugin reads
+// that file and runs with its keys, exactly as if they were in its stdin.
+const (
+	// EntryFileKey is the key of the attachment's config naming the file.
+	EntryFileKey = "entryFile"
+	// EntryFileName is the file's name in the agent's credentialDir (on
+	// the node's disk, root only, the same path in the agent and on the
+	// host): /var/lib/authbridge/authbridge-cni-entry.json by default.
+	EntryFileName = "authbridge-cni-entry.json"
+	// AttachmentName is the NetworkAttachmentDefinition's name (and the
+	// network name in its config); AuthBridge pods request it in
+	// AttachmentAnnotation.
+	AttachmentName = "authbridge-cni"
+	// AttachmentNamespace holds the one NetworkAttachmentDefinition every
+	// namespace may reference: Multus' default globalNamespaces.
+	AttachmentNamespace = "default"
+	// AttachmentAnnotation is Multus' pod annotation listing the
+	// attachments a pod requests.
+	AttachmentAnnotation = "k8s.v1.cni.cncf.io/networks"
+)
