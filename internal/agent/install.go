@@ -122,6 +122,10 @@ func (p *PluginInstaller) Run(ctx context.Context, installed func()) error {
 	if err := os.Remove(filepath.Join(p.Config.CNIConfDir, KubeconfigName)); err == nil {
 		p.log().Info("removed the old plugin kubeconfig from the CNI conf dir", "file", filepath.Join(p.Config.CNIConfDir, KubeconfigName))
 	}
+	mode, err := p.resolveMode(ctx, o)
+	if err != nil || mode == "" {
+		return err // "" : ctx ended while waiting for a CNI config
+	}
 	if _, err := install.InstallBinary(o.SourceBinary, o.BinDir, pluginconf.PluginType); err != nil {
 		return fmt.Errorf("install plugin binary: %w", err)
 	}
@@ -136,6 +140,12 @@ func (p *PluginInstaller) Run(ctx context.Context, installed func()) error {
 	}()
 	go func() {
 		defer wg.Done()
+		if mode == config.InstallMultusAttachment {
+			if err := p.keepEntryFile(ctx, o, installed); err != nil {
+				errs <- fmt.Errorf("plugin entry file: %w", err)
+			}
+			return
+		}
 		k := &install.Keeper{
 			Options:     o,
 			OnInstalled: func(install.Result) { installed() },
@@ -170,6 +180,12 @@ func (p *PluginInstaller) Uninstall(ctx context.Context) error {
 			return err
 		}
 	}
+	// The attachment's entry file first: from then on an ADD through the
+	// NetworkAttachmentDefinition fails closed, naming the missing file,
+	// while the binary is still there for the DELs of running pods.
+	if err := install.RemoveEntryFile(p.EntryFile()); err != nil {
+		return err
+	}
 	if err := install.Uninstall(ctx, o); err != nil {
 		return err
 	}
@@ -177,6 +193,81 @@ func (p *PluginInstaller) Uninstall(ctx context.Context) error {
 		return fmt.Errorf("remove old plugin kubeconfig: %w", err)
 	}
 	return nil
+}
+
+// EntryFile is where the plugin's entry goes in multus-attachment mode:
+// credentialDir/authbridge-cni-entry.json, the path the
+// NetworkAttachmentDefinition's entryFile names.
+func (p *PluginInstaller) EntryFile() string {
+	return filepath.Join(p.Config.CredentialDir, pluginconf.EntryFileName)
+}
+
+// modeRetry is how often auto mode looks again for the primary CNI's config.
+const modeRetry = time.Second
+
+// resolveMode decides chain or multus-attachment (install.ResolveMode);
+// with auto it waits for the primary CNI's first config. It returns ""
+// when ctx ends first.
+func (p *PluginInstaller) resolveMode(ctx context.Context, o install.Options) (config.InstallMode, error) {
+	waiting := false
+	for {
+		mode, why, err := install.ResolveMode(o, p.Config.CNIInstallMode)
+		switch {
+		case err == nil:
+			p.log().Info("CNI install mode", "mode", string(mode), "why", why)
+			return mode, nil
+		case errors.Is(err, install.ErrNoPrimaryConfig):
+			if !waiting {
+				p.log().Info("cniInstallMode auto: waiting for the primary CNI to write its config", "dir", o.ConfDir)
+				waiting = true
+			}
+		default:
+			// A first file that does not parse: the runtime fails on it
+			// too; the primary CNI's next write may fix it.
+			p.log().Warn("cniInstallMode auto: cannot read the default network's config", "dir", o.ConfDir, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", nil
+		case <-time.After(modeRetry):
+		}
+	}
+}
+
+// keepEntryFile is multus-attachment mode: the conf dir is not ours to
+// edit (Multus' config belongs to the Cluster Network Operator), so any
+// entry an earlier chain-mode agent left in it is removed (a converted
+// 00-multus.conf is restored), and the plugin's entry is written to
+// EntryFile, and rewritten every resync if it changed or went missing,
+// until ctx ends.
+func (p *PluginInstaller) keepEntryFile(ctx context.Context, o install.Options, installed func()) error {
+	changed, err := install.RemoveEntry(o)
+	if len(changed) > 0 {
+		p.log().Info("multus-attachment mode: removed the chained authbridge-cni entry an earlier install left in the conf dir", "files", changed)
+	}
+	if err != nil {
+		p.log().Warn("multus-attachment mode: cannot remove an old chained entry", "err", err)
+	}
+	path := p.EntryFile()
+	if _, err := install.WriteEntryFile(path, o); err != nil {
+		return err
+	}
+	p.log().Info("multus-attachment mode: wrote the plugin's entry for the NetworkAttachmentDefinition", "file", path)
+	installed()
+	t := time.NewTicker(install.DefaultResync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if ch, err := install.WriteEntryFile(path, o); err != nil {
+				p.log().Warn("cannot rewrite the plugin's entry file", "file", path, "err", err)
+			} else if ch {
+				p.log().Info("rewrote the plugin's entry file (it was changed or removed)", "file", path)
+			}
+		}
+	}
 }
 
 func (p *PluginInstaller) log() *slog.Logger {

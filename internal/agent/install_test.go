@@ -15,8 +15,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kagenti/authbridge-node/internal/install"
 	"github.com/kagenti/authbridge-node/internal/testing/apiserver"
+	"github.com/kagenti/authbridge-node/pkg/config"
 	"github.com/kagenti/authbridge-node/pkg/decision"
+	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
 // The production installer (internal/install's Keeper and the Node-bound
@@ -180,4 +183,110 @@ func agentClient(t *testing.T) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	return cs
+}
+
+// TestRunWithPluginInstallerMultusAttachment: on a node whose default
+// network is Multus (OpenShift's 00-multus.conf, as an earlier chain-mode
+// agent left it: converted to 00-multus.conflist with our entry), the
+// agent in cniInstallMode auto picks multus-attachment: it restores the
+// Cluster Network Operator's file byte for byte and never edits it, writes
+// the entry the NetworkAttachmentDefinition names (0600, the same fields as
+// a conflist entry) and the binary, is ready; a real uninstall removes the
+// entry file, binary and credential and leaves 00-multus.conf alone.
+func TestRunWithPluginInstallerMultusAttachment(t *testing.T) {
+	srv := apiserver.Shared(t)
+	adm := admin(t)
+	applyRBAC(t, adm, "base")
+	node := "node-install-multus"
+	createNode(t, adm, node)
+
+	dir := t.TempDir()
+	confDir, binDir, credDir := filepath.Join(dir, "net.d"), filepath.Join(dir, "bin"), filepath.Join(dir, "var-lib-authbridge")
+	for _, d := range []string{confDir, binDir} {
+		os.MkdirAll(d, 0o755)
+	}
+	multus, err := os.ReadFile("../install/testdata/00-multus.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	multusConf := filepath.Join(confDir, "00-multus.conf")
+	os.WriteFile(multusConf, multus, 0o600)
+	// What the chain mode made of it.
+	if _, err := install.InstallEntry(install.Options{ConfDir: confDir, Entry: map[string]any{"type": "authbridge-cni", "stateDir": "/old"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(multusConf); !os.IsNotExist(err) {
+		t.Fatalf("test setup: 00-multus.conf not converted: %v", err)
+	}
+	plugin := filepath.Join(dir, "authbridge-cni")
+	os.WriteFile(plugin, []byte("#!/bin/sh\necho plugin\n"), 0o755)
+	caFile := filepath.Join(dir, "ca.crt")
+	os.WriteFile(caFile, srv.CA, 0o644)
+	agentCS := agentClient(t)
+
+	cfg := testConfig(t)
+	cfg.CNIConfDir, cfg.CNIBinDir, cfg.HostCNIConfDir, cfg.CredentialDir = confDir, binDir, confDir, credDir
+	if cfg.CNIInstallMode != config.InstallAuto {
+		t.Fatalf("test config's cniInstallMode %q, want the default auto", cfg.CNIInstallMode)
+	}
+	var inst *PluginInstaller
+	start := func(uninstall bool) *harness {
+		inst = &PluginInstaller{Config: cfg, SourceBinary: plugin, PluginLogFile: filepath.Join(dir, "cni.log"),
+			Credential: &PluginCredential{Client: agentCS, Namespace: "authbridge-system", NodeName: node, Server: srv.URL, CAFile: caFile}}
+		h := newAgent(t, agentCS, node, cfg, func(o *Options) {
+			o.Installer = inst
+			o.UninstallCheck = func(context.Context) Verdict { return Verdict{Uninstall: uninstall, Why: "test"} }
+		})
+		h.start(t)
+		h.waitReady(t)
+		return h
+	}
+	h := start(false)
+
+	if got, err := os.ReadFile(multusConf); err != nil || string(got) != string(multus) {
+		t.Fatalf("00-multus.conf not restored byte for byte: %v\n%s", err, got)
+	}
+	names, _ := filepath.Glob(filepath.Join(confDir, "*"))
+	if len(names) != 1 {
+		t.Fatalf("conf dir holds %v; want only 00-multus.conf", names)
+	}
+	entryFile := filepath.Join(credDir, pluginconf.EntryFileName)
+	if inst.EntryFile() != entryFile {
+		t.Fatalf("EntryFile() = %s, want %s", inst.EntryFile(), entryFile)
+	}
+	fi, err := os.Stat(entryFile)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("entry file: %v %v", fi, err)
+	}
+	var entry map[string]any
+	b, _ := os.ReadFile(entryFile)
+	if err := json.Unmarshal(b, &entry); err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(credDir, PluginKubeconfigName)
+	if entry["type"] != "authbridge-cni" || entry["kubeconfig"] != kc || entry["stateDir"] != cfg.StateDir || entry["defaultMode"] != "enforce-redirect" {
+		t.Fatalf("entry file: %v", entry)
+	}
+	if _, err := os.Stat(filepath.Join(binDir, "authbridge-cni")); err != nil {
+		t.Fatalf("binary: %v", err)
+	}
+	if err := h.stop(t); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := os.Stat(entryFile); err != nil {
+		t.Fatalf("entry file removed by a plain stop: %v", err)
+	}
+
+	h = start(true)
+	if err := h.stop(t); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	for _, p := range []string{entryFile, filepath.Join(binDir, "authbridge-cni"), kc} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after uninstall: %v", p, err)
+		}
+	}
+	if got, err := os.ReadFile(multusConf); err != nil || string(got) != string(multus) {
+		t.Fatalf("00-multus.conf changed by the uninstall: %v\n%s", err, got)
+	}
 }
