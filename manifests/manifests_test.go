@@ -46,7 +46,7 @@ func TestRender(t *testing.T) {
 		{".", []string{"Namespace/authbridge-system", "ServiceAccount/authbridge-node", "ClusterRole/authbridge-node", "ClusterRoleBinding/authbridge-node", "ConfigMap/authbridge-node-config", "DaemonSet/authbridge-node"}, "/host/opt/cni/bin", "/etc/cni/net.d", ""},
 		{"base", nil, "/host/opt/cni/bin", "/etc/cni/net.d", ""},
 		// RHCOS keeps the KubeletConfiguration in /etc/kubernetes/kubelet.conf.
-		{"overlays/openshift", []string{"SecurityContextConstraints/authbridge-node"}, "/host/var/lib/cni/bin", "/etc/kubernetes/cni/net.d", "/host/etc/kubernetes/kubelet.conf"},
+		{"overlays/openshift", []string{"SecurityContextConstraints/authbridge-node", "NetworkAttachmentDefinition/authbridge-cni", "ValidatingAdmissionPolicy/authbridge-pod-attachment", "ValidatingAdmissionPolicyBinding/authbridge-pod-attachment"}, "/host/var/lib/cni/bin", "/etc/kubernetes/cni/net.d", "/host/etc/kubernetes/kubelet.conf"},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			objs := render(t, tc.dir)
