@@ -12,5 +12,5 @@ img=$(printf '%s\n' "$out" | grep -E '^[a-z0-9./_-]+(:[A-Za-z0-9._-]+)$' | tail 
 id=$(docker image inspect -f '{{.Id}}' "$img"); id=${id#sha256:}
 tag=authbridge-e2e/agent:${id:0:12}
 docker tag "$img" "$tag"
-echo "$tag" > "$E2E_CACHE/images/agent-image"
+echo "$tag" > "$E2E_AGENT_IMAGE_FILE"
 echo "$tag"

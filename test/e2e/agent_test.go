@@ -35,16 +35,22 @@ func TestAgentReadyOnAllNodes(t *testing.T) {
 		return nil
 	})
 	for _, n := range e.nodes() {
-		eventually(t, 30*time.Second, "plugin in conflist of "+n, func() error {
-			types, err := conflistPlugins(t, n)
-			if err != nil {
-				return err
-			}
-			if !hasAuthbridgePlugin(types) {
-				return fmt.Errorf("plugin chain %v has no authbridge entry last", types)
-			}
-			return nil
-		})
+		if multusVariant() {
+			// multus-attachment: the conf dir is not touched; the entry is
+			// in the file the NetworkAttachmentDefinition names.
+			eventually(t, 30*time.Second, "plugin entry file on "+n, func() error { return attachmentInstalled(t, n) })
+		} else {
+			eventually(t, 30*time.Second, "plugin in conflist of "+n, func() error {
+				types, err := conflistPlugins(t, n)
+				if err != nil {
+					return err
+				}
+				if !hasAuthbridgePlugin(types) {
+					return fmt.Errorf("plugin chain %v has no authbridge entry last", types)
+				}
+				return nil
+			})
+		}
 		eventually(t, 30*time.Second, "capability labels on "+n, func() error {
 			node, err := e.cs.CoreV1().Nodes().Get(context.Background(), n, metav1.GetOptions{})
 			if err != nil {

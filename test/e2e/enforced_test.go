@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -109,7 +108,7 @@ func TestRepairInPlaceAfterAgentGap(t *testing.T) {
 	ns := e.namespace(t, "e2e-repair")
 	srvIP, _ := e.server(t, ns, e.workers[1])
 	url := "http://" + srvIP + "/"
-	rendered := filepath.Join(os.Getenv("AUTHBRIDGE_CACHE_E2E"), "agent-install", "rendered.yaml")
+	rendered := renderedInstall()
 	if _, err := os.Stat(rendered); err != nil {
 		t.Fatalf("rendered agent manifests (from install-agent.sh): %v", err)
 	}

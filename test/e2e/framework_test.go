@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,9 @@ const (
 	primaryConflist    = "/etc/cni/net.d/10-kindnet.conflist"
 	agentNameFragment  = "authbridge"
 	defaultWaitTimeout = 3 * time.Minute
+	// The Multus attachment AuthBridge pods request (multus variant).
+	attachmentAnnotation = "k8s.v1.cni.cncf.io/networks"
+	attachmentNAD        = "default/authbridge-cni"
 )
 
 type env struct {
@@ -195,6 +199,14 @@ func (e *env) appPod(name, mode, node string, sidecar bool) *corev1.Pod {
 	if node != "" {
 		p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": node}
 	}
+	if sidecar && multusVariant() {
+		// What the injector adds on a multus-attachment cluster (and the
+		// authbridge-pod-attachment admission policy requires).
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[attachmentAnnotation] = attachmentNAD
+	}
 	if sidecar {
 		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{
 			Name: sidecarName, Image: e.testImage, ImagePullPolicy: corev1.PullNever,
@@ -272,4 +284,21 @@ func conflistPlugins(t *testing.T, node string) ([]string, error) {
 
 func hasAuthbridgePlugin(types []string) bool {
 	return len(types) > 0 && strings.Contains(types[len(types)-1], agentNameFragment)
+}
+
+// variant is E2E_VARIANT ("" for the default cluster): test/e2e/variant-<name>.sh.
+func variant() string { return os.Getenv("E2E_VARIANT") }
+
+// multusVariant: the cluster's CNI is Multus delegating to the ptp network,
+// the agent installed through the OpenShift overlay in multus-attachment
+// mode (test/e2e/variant-multus.sh).
+func multusVariant() bool { return variant() == "multus" }
+
+// renderedInstall is the agent install install-agent.sh applied.
+func renderedInstall() string {
+	d := "agent-install"
+	if v := variant(); v != "" {
+		d += "-" + v
+	}
+	return filepath.Join(os.Getenv("AUTHBRIDGE_CACHE_E2E"), d, "rendered.yaml")
 }

@@ -28,7 +28,7 @@ func TestHelmInstallUpgrade(t *testing.T) {
 	e := newEnv(t)
 	mustEnv(t, "E2E_HELM")
 	chart := filepath.Join(mustEnv(t, "E2E_REPO_ROOT"), "charts", "authbridge-node")
-	rendered := filepath.Join(os.Getenv("AUTHBRIDGE_CACHE_E2E"), "agent-install", "rendered.yaml")
+	rendered := renderedInstall()
 	image := e.agentDaemonSet(t).Spec.Template.Spec.Containers[0].Image
 	repo, tag, _ := strings.Cut(image, ":")
 	ctx := context.Background()

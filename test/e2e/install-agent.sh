@@ -5,13 +5,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../hack/kind-node-image/lib.sh"
 : "${KUBECONFIG:?}"
-img=$(cat "$E2E_CACHE/images/agent-image")
-d=$E2E_CACHE/agent-install; rm -rf "$d"; mkdir -p "$d"
+img=$(cat "$E2E_AGENT_IMAGE_FILE")
+overlay=${E2E_OVERLAY:-$here/overlay} # a variant may install through another overlay
+d=$E2E_CACHE/agent-install${E2E_VARIANT:+-$E2E_VARIANT}; rm -rf "$d"; mkdir -p "$d"
 cat > "$d/kustomization.yaml" <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-- $(realpath --relative-to="$d" "$here/overlay")
+- $(realpath --relative-to="$d" "$overlay")
 images:
 - name: ghcr.io/kagenti/authbridge-node
   newName: ${img%:*}

@@ -419,7 +419,7 @@ func TestAgentUpgradeAndUninstall(t *testing.T) {
 	if err := e.redirectWorks(ns, "before", url); err != nil {
 		t.Fatal(err)
 	}
-	rendered := filepath.Join(os.Getenv("AUTHBRIDGE_CACHE_E2E"), "agent-install", "rendered.yaml")
+	rendered := renderedInstall()
 	if _, err := os.Stat(rendered); err != nil {
 		t.Fatalf("rendered agent manifests (from install-agent.sh): %v", err)
 	}

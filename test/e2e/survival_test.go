@@ -203,7 +203,7 @@ func TestSurvivesAPIServerPause(t *testing.T) {
 // seen in the e2e of 2026-11-30, documented.)
 func TestUninstallByDeletingManifests(t *testing.T) {
 	e := newEnv(t)
-	rendered := filepath.Join(os.Getenv("AUTHBRIDGE_CACHE_E2E"), "agent-install", "rendered.yaml")
+	rendered := renderedInstall()
 	if _, err := os.Stat(rendered); err != nil {
 		t.Fatalf("rendered agent manifests (from install-agent.sh): %v", err)
 	}
