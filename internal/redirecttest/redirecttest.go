@@ -475,6 +475,14 @@ func (tp *Topology) SendUDP(uid uint32, addr netip.AddrPort) (string, error) {
 // netns n. A process of its own is the only way to have another UID: the
 // UID match in netfilter looks at the socket owner's fsuid, set per process.
 func RunHelper(n ns.NetNS, uid uint32, mode, addr string) (string, error) {
+	return RunHelperInCgroup(n, uid, mode, addr, -1)
+}
+
+// RunHelperInCgroup is RunHelper with the client process started inside
+// the cgroup v2 directory open as cgroupFD (clone3 CLONE_INTO_CGROUP), so
+// the cgroup's BPF socket hooks apply to its sockets from the first; -1
+// leaves it in the test's cgroup.
+func RunHelperInCgroup(n ns.NetNS, uid uint32, mode, addr string, cgroupFD int) (string, error) {
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -484,8 +492,12 @@ func RunHelper(n ns.NetNS, uid uint32, mode, addr string) (string, error) {
 	cmd.Env = append(os.Environ(), HelperEnv+"="+mode, HelperEnv+"_ADDR="+addr)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if uid != 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
+	}
+	if cgroupFD >= 0 {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cgroupFD
 	}
 	err := n.Do(func(ns.NetNS) error { return cmd.Run() })
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Root skips t under -short, or when not running as root. what says what
@@ -47,5 +49,22 @@ func CgroupRoot(t testing.TB) string {
 		}
 	}
 	t.Fatal("no writable cgroup hierarchy found")
+	return ""
+}
+
+// Cgroup2Root is the cgroup v2 (unified) hierarchy: /sys/fs/cgroup on v2
+// hosts, /sys/fs/cgroup/unified on hybrid v1 hosts. cgroup BPF programs
+// (socket hooks) attach only there. It skips like Root, and fails when the
+// host has no cgroup v2 mount.
+func Cgroup2Root(t testing.TB) string {
+	t.Helper()
+	Root(t, "cgroup v2, BPF")
+	for _, d := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(d, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return d
+		}
+	}
+	t.Fatal("no cgroup v2 hierarchy mounted (/sys/fs/cgroup, /sys/fs/cgroup/unified)")
 	return ""
 }
