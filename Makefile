@@ -27,11 +27,11 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l . | grep -v '^third_party/')" || { gofmt -l .; echo 'gofmt: files above need formatting'; exit 1; }
 
-# promtool, helm and promql-names (Prometheus' PromQL parser) from the Go
+# promtool, helm, promql-names (Prometheus' PromQL parser) and Multus from the Go
 # module proxy, cached; built here so no test waits for them under its
 # timeout.
 tools:
-	bash hack/build-tools.sh promtool helm promql-names >/dev/null
+	bash hack/build-tools.sh promtool helm promql-names multus >/dev/null
 
 # The tests: real network namespaces, real kernel rules, real CNI chain,
 # real kube-apiserver, real promtool and helm; they need root, and fail when

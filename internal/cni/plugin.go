@@ -3,6 +3,13 @@
 // prevResult unchanged, and programs the AuthBridge egress redirect rules in
 // the pod's network namespace, replacing the privileged proxy-init container.
 //
+// It also runs as a Multus attachment (the NetworkAttachmentDefinition
+// authbridge-cni, cniInstallMode multus-attachment): Multus runs it after
+// the cluster network with no prevResult; the pod's families then come from
+// its netns (enforce.AddrFamilies, fail closed when it has no address), the
+// result is empty, and the config's entryFile names the node agent's file
+// holding the rest of the entry (expandEntryFile).
+//
 // Plugin config: the conflist entry the node agent writes (Conf): the CNI
 // keys, "kubeconfig", "logFile" (default /var/log/authbridge-cni.log),
 // "stateDir" (default /var/run/authbridge) and the policy fields of

@@ -45,6 +45,19 @@
 // a climbing authbridge_conflist_reinsertions_total. Configure such CNIs
 // for chaining (Cilium: cni.exclusive=false), as Istio CNI requires too.
 //
+// # Multus: an attachment instead of a chain
+//
+// Where the runtime's default network is Multus (PrimaryIsMultus: thin
+// "multus" or thick "multus-shim", as OpenShift's Cluster Network Operator
+// writes 00-multus.conf), cniInstallMode auto resolves to
+// multus-attachment (ResolveMode): the conf dir is left to its owners and
+// the entry goes to a file (WriteEntryFile) that the
+// NetworkAttachmentDefinition authbridge-cni names; pods request that
+// attachment. Chaining into Multus' own file fights the operator; chaining
+// into the cluster network Multus names (clusterNetwork, a .conf path on
+// OpenShift) is impossible, since Multus loads a .conf path with libcni's
+// ConfFromFile, which refuses a list (docs/operations.md, OpenShift).
+//
 // # Uninstall
 //
 // Uninstall removes the entry first and the binary second: an entry whose

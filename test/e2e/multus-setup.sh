@@ -14,7 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../hack/kind-node-image/lib.sh"
 : "${KUBECONFIG:?}"
-multus=$(bash "$REPO_ROOT/hack/build-multus.sh")
+multus=$(bash "$REPO_ROOT/hack/build-tools.sh" multus)
 kubectl apply -f "$here/multus/nad-crd.yaml" -f "$here/multus/rbac.yaml"
 kubectl wait --for=condition=Established crd/network-attachment-definitions.k8s.cni.cncf.io --timeout=60s
 internal=$(kind get kubeconfig --internal --name "$CLUSTER_NAME")
