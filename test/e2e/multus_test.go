@@ -228,7 +228,7 @@ func TestMultusRewriteWhilePodsCreated(t *testing.T) {
 				level := []string{"verbose", "debug"}[i%2]
 				script := `set -e
 sed 's/"logLevel":"[a-z]*"/"logLevel":"` + level + `"/' ` + multusConf + ` > ` + multusConf + `.new && mv ` + multusConf + `.new ` + multusConf + `
-cp ` + primaryConflist + ` /tmp/kindnet.new && mv /tmp/kindnet.new ` + primaryConflist
+cp ` + primaryConflist + ` /etc/cni/net.d/.kindnet.new && mv /etc/cni/net.d/.kindnet.new ` + primaryConflist
 				if i%3 == 0 {
 					script += `
 cp /opt/cni/bin/multus /opt/cni/bin/.multus.new && mv /opt/cni/bin/.multus.new /opt/cni/bin/multus`
