@@ -6,10 +6,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
-	"unsafe"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,7 +20,8 @@ import (
 // From is rewritten to To inside the syscall, before any packet exists, so
 // the pod netns's netfilter OUTPUT sees To as the destination. The
 // programs are the minimal form of that rewrite (one address and port,
-// IPv4): the kernel hooks and the point in the path where they act are the
+// IPv4), loaded and attached with cilium/ebpf (the library Cilium itself
+// uses): the kernel hooks and the point in the path where they act are the
 // real ones, the service lookup is not.
 type SocketLB struct {
 	// CgroupFD is the cgroup v2 directory the programs are attached to;
@@ -49,111 +51,56 @@ func NewSocketLB(t testing.TB, root string, from, to netip.AddrPort) *SocketLB {
 			t.Errorf("remove cgroup %s: %v", filepath.Base(dir), err)
 		}
 	})
-	for _, at := range []uint32{unix.BPF_CGROUP_INET4_CONNECT, unix.BPF_CGROUP_UDP4_SENDMSG} {
-		prog, err := loadRewrite(at, from, to)
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupUDP4Sendmsg} {
+		prog, err := rewriteProgram(at, from, to)
 		if err != nil {
-			t.Fatalf("load the socket LB program (attach type %d): %v", at, err)
+			t.Fatalf("load the socket LB program (%s): %v", at, err)
 		}
-		if err := progAttach(unix.BPF_PROG_ATTACH, fd, prog, at); err != nil {
-			unix.Close(prog)
-			t.Fatalf("attach the socket LB program to %s: %v", dir, err)
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: dir, Attach: at, Program: prog})
+		if err != nil {
+			prog.Close()
+			t.Fatalf("attach the socket LB program (%s) to %s: %v", at, dir, err)
 		}
+		// Registered after the rmdir above, so they run before it.
 		t.Cleanup(func() {
-			if err := progAttach(unix.BPF_PROG_DETACH, fd, prog, at); err != nil {
+			if err := l.Close(); err != nil {
 				t.Errorf("detach the socket LB program: %v", err)
 			}
-			unix.Close(prog)
+			prog.Close()
 		})
 	}
 	return &SocketLB{CgroupFD: fd}
 }
 
 // bpf_sock_addr offsets (include/uapi/linux/bpf.h): user_ip4 at 4,
-// user_port at 24; both hold network byte order, read as little-endian
-// 32-bit words here.
+// user_port at 24; both hold network byte order, read as native
+// (little-endian) 32-bit words here.
 const (
 	offUserIP4  = 4
 	offUserPort = 24
 )
 
-// insn is one eBPF instruction.
-func insn(op uint8, dst, src uint8, off int16, imm int32) []byte {
-	b := make([]byte, 8)
-	b[0] = op
-	b[1] = src<<4 | dst
-	binary.LittleEndian.PutUint16(b[2:], uint16(off))
-	binary.LittleEndian.PutUint32(b[4:], uint32(imm))
-	return b
-}
-
-// loadRewrite loads: if user_ip4 == from && user_port == from's port then
-// user_ip4 = to; allow (return 1).
-func loadRewrite(attachType uint32, from, to netip.AddrPort) (int, error) {
+// rewriteProgram loads: if user_ip4 == from && user_port == from's port
+// then user_ip4 = to; allow (return 1).
+func rewriteProgram(at ebpf.AttachType, from, to netip.AddrPort) (*ebpf.Program, error) {
 	a4, b4 := from.Addr().As4(), to.Addr().As4()
-	fromIP := int32(binary.LittleEndian.Uint32(a4[:]))
-	toIP := int32(binary.LittleEndian.Uint32(b4[:]))
 	var port [4]byte
 	binary.BigEndian.PutUint16(port[:2], from.Port())
-	portWord := int32(binary.LittleEndian.Uint32(port[:]))
-	const (
-		ldxw   = unix.BPF_LDX | unix.BPF_MEM | unix.BPF_W
-		stw    = unix.BPF_ST | unix.BPF_MEM | unix.BPF_W
-		jnek   = unix.BPF_JMP | unix.BPF_JNE | unix.BPF_K
-		movk   = unix.BPF_ALU64 | unix.BPF_MOV | unix.BPF_K
-		exit   = unix.BPF_JMP | unix.BPF_EXIT
-		r0, r1 = 0, 1
-		r2, r3 = 2, 3
-	)
-	var prog []byte
-	for _, i := range [][]byte{
-		insn(ldxw, r2, r1, offUserIP4, 0),
-		insn(jnek, r2, 0, 3, fromIP), // -> allow
-		insn(ldxw, r3, r1, offUserPort, 0),
-		insn(jnek, r3, 0, 1, portWord), // -> allow
-		insn(stw, r1, 0, offUserIP4, toIP),
-		insn(movk, r0, 0, 0, 1), // allow:
-		insn(exit, 0, 0, 0, 0),
-	} {
-		prog = append(prog, i...)
+	word := func(b []byte) int64 { return int64(int32(binary.LittleEndian.Uint32(b))) }
+	insns := asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R1, offUserIP4, asm.Word),
+		asm.JNE.Imm(asm.R2, int32(word(a4[:])), "allow"),
+		asm.LoadMem(asm.R3, asm.R1, offUserPort, asm.Word),
+		asm.JNE.Imm(asm.R3, int32(word(port[:])), "allow"),
+		asm.StoreImm(asm.R1, offUserIP4, word(b4[:]), asm.Word),
+		asm.Mov.Imm(asm.R0, 1).WithSymbol("allow"),
+		asm.Return(),
 	}
-	license := []byte("GPL\x00")
-	logBuf := make([]byte, 4096)
-	// union bpf_attr for BPF_PROG_LOAD, up to expected_attach_type.
-	var attr [128]byte
-	binary.LittleEndian.PutUint32(attr[0:], unix.BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
-	binary.LittleEndian.PutUint32(attr[4:], uint32(len(prog)/8))
-	binary.LittleEndian.PutUint64(attr[8:], uint64(uintptr(unsafe.Pointer(&prog[0]))))
-	binary.LittleEndian.PutUint64(attr[16:], uint64(uintptr(unsafe.Pointer(&license[0]))))
-	binary.LittleEndian.PutUint32(attr[24:], 1) // log_level
-	binary.LittleEndian.PutUint32(attr[28:], uint32(len(logBuf)))
-	binary.LittleEndian.PutUint64(attr[32:], uint64(uintptr(unsafe.Pointer(&logBuf[0]))))
-	binary.LittleEndian.PutUint32(attr[68:], attachType)
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_LOAD, uintptr(unsafe.Pointer(&attr[0])), uintptr(len(attr)))
-	runtime.KeepAlive(prog) // referenced only through attr's addresses
-	runtime.KeepAlive(license)
-	if errno != 0 {
-		return -1, fmt.Errorf("BPF_PROG_LOAD: %w: %s", errno, string(logBuf[:clen(logBuf)]))
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.CGroupSockAddr, AttachType: at, License: "GPL", Instructions: insns,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
 	}
-	return int(fd), nil
-}
-
-func clen(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return len(b)
-}
-
-// progAttach runs BPF_PROG_ATTACH or BPF_PROG_DETACH of prog to the cgroup.
-func progAttach(cmd uintptr, cgroupFD, prog int, attachType uint32) error {
-	var attr [16]byte
-	binary.LittleEndian.PutUint32(attr[0:], uint32(cgroupFD))
-	binary.LittleEndian.PutUint32(attr[4:], uint32(prog))
-	binary.LittleEndian.PutUint32(attr[8:], attachType)
-	if _, _, errno := unix.Syscall(unix.SYS_BPF, cmd, uintptr(unsafe.Pointer(&attr[0])), uintptr(len(attr))); errno != 0 {
-		return errno
-	}
-	return nil
+	return prog, nil
 }
