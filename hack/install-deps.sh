@@ -6,6 +6,10 @@ pkgs=(iptables nftables iproute2 cpio etcd-server openssl kmod gzip qemu-system-
 if [[ "${WITH_E2E:-0}" == 1 ]]; then
   pkgs+=(docker.io debootstrap)
 fi
+# E2E_VARIANT=crio builds CRI-O (cgo: libseccomp, gpgme) and its pinns (C)
+if [[ "${E2E_VARIANT:-}" == crio ]]; then
+  pkgs+=(libseccomp-dev libgpgme-dev pkg-config gcc make libc6-dev)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -12,6 +12,9 @@ CRICTL_VERSION=${CRICTL_VERSION:-v1.34.0}
 # clusters run it; CONTAINERD=1.6 takes Debian bookworm's containerd instead.
 CONTAINERD=${CONTAINERD:-2}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.3.4}
+# E2E_VARIANT=crio: one worker whose runtime is CRI-O (built from the module
+# proxy with cgo; conmon, crun, runc and skopeo from Debian).
+CRIO_VERSION=${CRIO_VERSION:-v1.34.0}
 DEBIAN_SUITE=${DEBIAN_SUITE:-bookworm}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 AUTHBRIDGE_CACHE=${AUTHBRIDGE_CACHE:-$HOME/.cache/authbridge-node}

@@ -45,6 +45,31 @@ build_containerd() {
       "-X $m/version.Version=$CONTAINERD_VERSION -X $m/version.Package=github.com/containerd/containerd/v2"
   done
 }
+# CRI-O for the E2E_VARIANT=crio worker: cmd/crio needs cgo (libseccomp,
+# gpgme from Debian: hack/install-deps.sh with WITH_CRIO=1) and runs on a
+# bookworm node like this host, so it links against the same libraries;
+# pinns (C, in the same module) is built with make. GONOSUMDB: the checksum
+# database does not serve those two modules' lookups here.
+build_crio() {
+  local d=$E2E_BIN/crio-$CRIO_VERSION m=github.com/cri-o/cri-o
+  [[ -x $d/crio && -x $d/pinns ]] && return 0
+  local w=$E2E_CACHE/gowrap/crio-$CRIO_VERSION
+  mkdir -p "$d" "$w"
+  log "building $m/cmd/crio@$CRIO_VERSION and pinns -> $d"
+  (
+    cd "$w"
+    export GONOSUMDB=github.com/containerd/nri,github.com/CloudNativeAI GOFLAGS=-mod=mod
+    [[ -f go.mod ]] || printf 'module wrap\n\ngo 1.24\n' > go.mod
+    printf '//go:build authbridge_wrap\n\npackage wrap\n\nimport _ "%s"\n' "$m/cmd/crio" > tools.go
+    go get "$m@$CRIO_VERSION" >build.log 2>&1 &&
+      CGO_ENABLED=1 go build -trimpath \
+        -tags "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper seccomp" \
+        -ldflags "-s -w" -o "$d/crio.tmp" "$m/cmd/crio" >>build.log 2>&1 &&
+      mv "$d/crio.tmp" "$d/crio" &&
+      src=$(go list -m -f '{{.Dir}}' "$m") && rm -rf pinns && cp -r "$src/pinns" pinns && chmod -R u+w pinns &&
+      make -C pinns >>build.log 2>&1 && cp bin/pinns "$d/pinns"
+  ) || die "building CRI-O failed: $(tail -5 "$w/build.log")"
+}
 build_pause() {
   [[ -x $E2E_BIN/pause-$PAUSE_VERSION ]] && return 0
   (cd "$REPO_ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$E2E_BIN/pause-$PAUSE_VERSION" ./hack/kind-node-image/pause)

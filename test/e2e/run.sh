@@ -43,7 +43,10 @@ create_cluster() {
     fi
     kind delete cluster --name "$CLUSTER_NAME"
   fi
-  kind create cluster --name "$CLUSTER_NAME" --image "$NODE_IMAGE" --config "$KIND_CONFIG" \
+  # --image would override every node's image; a variant's config names them
+  local img=(--image "$NODE_IMAGE")
+  [[ $KIND_CONFIG == "$here/kind-config.yaml" ]] || img=()
+  kind create cluster --name "$CLUSTER_NAME" "${img[@]}" --config "$KIND_CONFIG" \
     --kubeconfig "$KUBECONFIG" --retain 2>&1 | tee "$E2E_LOGS/kind-create.log"
 }
 KIND_CONFIG=$here/kind-config.yaml

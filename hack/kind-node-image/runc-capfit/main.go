@@ -6,6 +6,13 @@
 // node containers are --privileged. This shim drops, from the OCI config of
 // `create`/`run` and the process file of `exec`, every capability outside
 // its own bounding set, then execs the real runc with the same arguments.
+//
+// Without CAP_SYS_RESOURCE, runc also cannot lower a container's
+// oom_score_adj below its own ("failed to update /proc/self/oom_score_adj:
+// Permission denied"); a CRI runtime asks for that for critical pods
+// (kube-proxy: -997). So create/run also raises process.oomScoreAdj to our
+// own value, as containerd's restrict_oom_score_adj does; CRI-O (the
+// E2E_VARIANT=crio nodes) has no such setting and uses this shim as its runc.
 package main
 
 import (
@@ -105,6 +112,42 @@ func fitCaps(file string, process bool, miss map[string]bool) error {
 	return os.WriteFile(file, out, 0o600)
 }
 
+// ownOOMScoreAdj is the oom_score_adj this process runs with.
+func ownOOMScoreAdj() (int, error) {
+	b, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// fitOOMScoreAdj raises the OCI config's process.oomScoreAdj to floor when
+// it is lower (a lower value needs CAP_SYS_RESOURCE).
+func fitOOMScoreAdj(file string, floor int) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("parse %s: %w", file, err)
+	}
+	proc, ok := doc["process"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	v, ok := proc["oomScoreAdj"].(float64)
+	if !ok || int(v) >= floor {
+		return nil
+	}
+	proc["oomScoreAdj"] = floor
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, out, 0o600)
+}
+
 func main() {
 	args := os.Args[1:]
 	miss, err := missingCaps()
@@ -136,7 +179,11 @@ func main() {
 		}
 		switch {
 		case cmd == "create" || cmd == "run":
-			err = fitCaps(filepath.Join(bundle, "config.json"), false, miss)
+			cfg := filepath.Join(bundle, "config.json")
+			err = fitCaps(cfg, false, miss)
+			if own, oerr := ownOOMScoreAdj(); err == nil && oerr == nil && miss["CAP_SYS_RESOURCE"] {
+				err = fitOOMScoreAdj(cfg, own)
+			}
 		case cmd == "exec" && procFile != "":
 			err = fitCaps(procFile, true, miss)
 		}

@@ -81,3 +81,44 @@ func TestMissingCapsReadsOwnBoundingSet(t *testing.T) {
 		t.Fatalf("CAP_CHOWN reported missing: %v", miss)
 	}
 }
+
+func TestFitOOMScoreAdjRaisesOnlyLowerValues(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		in   string
+		want float64
+	}{
+		{`{"process": {"oomScoreAdj": -997}}`, 0},
+		{`{"process": {"oomScoreAdj": 1000}}`, 1000},
+		{`{"process": {"oomScoreAdj": 0}}`, 0},
+	} {
+		f := filepath.Join(dir, "config.json")
+		if err := os.WriteFile(f, []byte(c.in), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := fitOOMScoreAdj(f, 0); err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Process struct {
+				OOMScoreAdj *float64 `json:"oomScoreAdj"`
+			} `json:"process"`
+		}
+		b, _ := os.ReadFile(f)
+		if err := json.Unmarshal(b, &doc); err != nil || doc.Process.OOMScoreAdj == nil || *doc.Process.OOMScoreAdj != c.want {
+			t.Errorf("%s -> %s, want oomScoreAdj %v", c.in, b, c.want)
+		}
+	}
+	// no oomScoreAdj: left alone
+	f := filepath.Join(dir, "none.json")
+	orig := `{"process": {"args": ["x"]}}`
+	if err := os.WriteFile(f, []byte(orig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := fitOOMScoreAdj(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(f); string(b) != orig {
+		t.Errorf("rewritten without oomScoreAdj: %s", b)
+	}
+}
