@@ -184,6 +184,17 @@ func TestChainPerBackend(t *testing.T) {
 				if err := e.check(l, p); err != nil {
 					t.Fatalf("CHECK after ADD: %v", err)
 				}
+				// a successful CHECK leaves a line, as ADD does (CRI-O
+				// calls it after every ADD; the e2e shows it there)
+				found = false
+				for _, ln := range e.logLines() {
+					if ln["op"] == "CHECK" && ln["pod"] == nsName+"/agent" && ln["backend"] == backend && ln["level"] == "INFO" {
+						found = true
+					}
+				}
+				if !found {
+					t.Fatalf("no CHECK log line naming pod and backend in %s", e.logFile)
+				}
 				// Flush the family the pod's addresses do NOT use (and both
 				// for dual-stack): CHECK must notice either way.
 				flushFams := map[string][]redirect.Family{"ipv4": {redirect.IPv6}, "ipv6": {redirect.IPv4}, "dual": fc.fams}[fc.name]

@@ -165,9 +165,12 @@ func (p *Plugin) finish(conf *Conf, log *slog.Logger, r *record) {
 		ev.Result = pluginevents.Failure
 		ev.Message = r.err.Error()
 		log.Error("authbridge-cni "+string(r.op)+" failed", append(attrs, "err", r.err.Error())...)
-	} else if r.op == pluginevents.OpStatus || r.op == pluginevents.OpCheck {
-		// Runtimes call STATUS (and some CHECK) periodically: a line per
-		// success would fill the log with nothing.
+	} else if r.op == pluginevents.OpStatus {
+		// containerd 2.x calls STATUS every 5 s: a line per success would
+		// fill the log with nothing. CHECK is logged like ADD: CRI-O calls
+		// it once right after each ADD and once per sandbox when it
+		// restarts (containerd never does), and that line is how an
+		// operator sees the runtime verified a pod's rules.
 		log.Debug("authbridge-cni "+string(r.op), attrs...)
 	} else {
 		log.Info("authbridge-cni "+string(r.op), attrs...)

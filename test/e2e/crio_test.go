@@ -133,7 +133,8 @@ func TestCRIOWorkers(t *testing.T) {
 // TestCRIOCheckAfterAdd: on a CRI-O worker, every sandbox's ADD is followed
 // by CRI-O's CHECK of the whole chain, and ours passes for each mode (the
 // agent counts the plugin's successful CHECKs: one per ADD here, while
-// containerd never calls CHECK); CRI-O's own log shows the order per pod.
+// containerd never calls CHECK); the plugin's log and CRI-O's show the
+// order per pod.
 // Then a pod's rules are flushed and CRI-O restarted: CRI-O's restore CHECK
 // reaches our plugin, which reports the drift in its log (CRI-O only warns
 // and keeps the pod); the agent re-applies the rules as on containerd.
@@ -186,10 +187,28 @@ func TestCRIOCheckAfterAdd(t *testing.T) {
 			t.Errorf("CRI-O's log does not show ADD then CHECK for %s (add at %d, check at %d)", full, ai, ci)
 		}
 	}
+	// the plugin's own log: per pod, its ADD line and then a CHECK line for
+	// the same sandbox
 	lines := pluginLogSince(t, node, logN)
 	for _, p := range pods {
-		if got := grepLines(lines, `"authbridge-cni ADD"`, `"pod":"`+ns+"/"+p+`"`); len(got) != 1 {
-			t.Errorf("plugin log: %d ADD lines for %s, want 1:\n%s", len(got), p, strings.Join(lines, "\n"))
+		var seq []string
+		for _, l := range grepLines(lines, `"pod":"`+ns+"/"+p+`"`) {
+			switch {
+			case strings.Contains(l, `"authbridge-cni ADD"`):
+				seq = append(seq, "ADD")
+			case strings.Contains(l, `"authbridge-cni CHECK"`):
+				seq = append(seq, "CHECK")
+			case strings.Contains(l, "failed"):
+				seq = append(seq, "FAILED")
+			}
+		}
+		if strings.Join(seq, ",") != "ADD,CHECK" {
+			t.Errorf("plugin log for %s: %v, want [ADD CHECK]:\n%s", p, seq, strings.Join(lines, "\n"))
+		}
+		if p == "enforce-2" {
+			for _, l := range grepLines(lines, `"pod":"`+ns+"/"+p+`"`) {
+				t.Logf("plugin log: %s", l)
+			}
 		}
 	}
 
