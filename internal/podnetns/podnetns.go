@@ -10,6 +10,14 @@
 // Why procfs and not the CRI: it needs no runtime socket or client in the
 // agent, reads the same on containerd and CRI-O, and every process of the
 // pod shares the sandbox's network namespace, so any one of them is enough.
+//
+// Except the runtime's own monitor: CRI-O with conmon_cgroup = "pod" (its
+// setting on OpenShift, and with the systemd cgroup manager) starts each
+// container's conmon in the pod's cgroup (crio-conmon-<id>.scope, or
+// crio-conmon-<id> with cgroupfs) but in the host's network namespace.
+// Those processes are not the pod's and are skipped; without that, every
+// CRI-O pod looked like a hostNetwork pod (seen on the kind CRI-O workers,
+// test/e2e: E2E_VARIANT=crio).
 package podnetns
 
 import (
@@ -69,6 +77,9 @@ func (f Finder) Find(podUID string) (ns.NetNS, error) {
 		if err != nil || !containsAny(string(cg), needles) {
 			continue // gone meanwhile, or another pod's
 		}
+		if runtimeMonitor(string(cg)) {
+			continue // CRI-O's conmon: in the pod's cgroup, not its netns
+		}
 		n, err := ns.GetNS(filepath.Join(dir, "ns", "net"))
 		if err != nil {
 			continue // exited between the two reads
@@ -99,6 +110,12 @@ func (f Finder) Find(podUID string) (ns.NetNS, error) {
 		return nil, fmt.Errorf("pod %s in %s: %w", podUID, f.ProcRoot, ErrNotFound)
 	}
 	return found, nil
+}
+
+// runtimeMonitor: the process's cgroup is a CRI-O conmon's
+// (crio-conmon-<container id>[.scope]), not a container's.
+func runtimeMonitor(cgroup string) bool {
+	return strings.Contains(cgroup, "/crio-conmon-")
 }
 
 func containsAny(s string, subs []string) bool {

@@ -99,6 +99,26 @@ func TestFindRealProcesses(t *testing.T) {
 	if _, err := f.Find(uid(4)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("absent pod: err = %v, want ErrNotFound", err)
 	}
+	// CRI-O with conmon_cgroup = "pod": each container's conmon runs in the
+	// pod's cgroup but in the host's netns; it is not the pod's process.
+	uidCrio, uidCrioFS := uid(5), uid(6)
+	crioSlice := filepath.Join(base, "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"+strings.ReplaceAll(uidCrio, "-", "_")+".slice")
+	startIn(t, root, filepath.Join(crioSlice, "crio-conmon-aaa111.scope"), true)
+	pidC := startIn(t, root, filepath.Join(crioSlice, "crio-aaa111.scope"), false)
+	startIn(t, root, filepath.Join(base, "kubepods/besteffort/pod"+uidCrioFS, "crio-conmon-bbb222"), true)
+	pidD := startIn(t, root, filepath.Join(base, "kubepods/besteffort/pod"+uidCrioFS, "crio-bbb222"), false)
+	for uid, pid := range map[string]int{uidCrio: pidC, uidCrioFS: pidD} {
+		n, err := f.Find(uid)
+		if err != nil {
+			t.Fatalf("CRI-O pod with its conmon in the pod cgroup: Find(%s): %v", uid, err)
+		}
+		got, _ := fdInode(int(n.Fd()))
+		want, _ := inode(fmt.Sprintf("/proc/%d/ns/net", pid))
+		n.Close()
+		if got != want {
+			t.Errorf("CRI-O pod: Find(%s) = netns %d, want the container's %d", uid, got, want)
+		}
+	}
 	// Two processes of one pod in different namespaces: refuse to guess.
 	startIn(t, root, filepath.Join(base, "kubepods/besteffort/pod"+uidCgroupfs, "second"), false)
 	if _, err := f.Find(uidCgroupfs); err == nil || !strings.Contains(err.Error(), "different network namespaces") {
