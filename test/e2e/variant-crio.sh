@@ -39,7 +39,7 @@ load_images() {
     bash "$here/crio-load.sh" "$n" "$@"
   done
 }
-# the scenarios that say something about the runtime (the others are
-# runtime-independent or assume containerd's crictl output); E2E_RUN overrides
-: "${E2E_RUN:=^(TestAgentReadyOnAllNodes|TestEnforceRedirectAcrossNodes|TestConflistRewriteReinserted|TestAgentMetrics|TestCRIO.*|TestPodStartTimeFigures)$}"
+# the scenarios that say something about the runtime: its CNI calls, how a
+# pod's netns is found (repair in place, drift), start times; E2E_RUN overrides
+: "${E2E_RUN:=^(TestAgentReadyOnAllNodes|TestEnforceRedirectAcrossNodes|TestConflistRewriteReinserted|TestAgentMetrics|TestCRIO.*|TestRepairInPlaceAfterAgentGap|TestDriftRepairedWithinInterval|TestTimeToEnforced|TestPodStartTimeFigures)$}"
 export E2E_VARIANT
