@@ -78,6 +78,23 @@ ensure_dockerd() {
   die "dockerd did not come up; see $E2E_LOGS/dockerd.log"
 }
 
+# ensure_inotify raises the host's inotify limits to what kind's known-issues
+# page asks for: every kind node runs systemd, a kubelet and a runtime that
+# each take inotify instances, and the kernel default (128 per user) runs out
+# with two or three clusters up ("inotify_init: too many open files" from
+# the control plane, seen here). Only ever raised, never lowered.
+ensure_inotify() {
+  local key want have
+  for kv in fs.inotify.max_user_instances=512 fs.inotify.max_user_watches=524288; do
+    key=${kv%=*} want=${kv#*=}
+    have=$(sysctl -n "$key")
+    if ((have < want)); then
+      log "raising $key from $have to $want (kind nodes need inotify instances)"
+      sysctl -qw "$key=$want" || die "cannot set $key=$want"
+    fi
+  done
+}
+
 # gobuild OUT PKG@VERSION [tags]: go install into a versioned cache path.
 # Modules whose go.mod has replace directives cannot be `go install`ed
 # at a version, so each is built from a tiny wrapper module instead.

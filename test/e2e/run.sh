@@ -19,6 +19,7 @@ kubebins=(kubelet kubeadm kubectl kube-apiserver kube-controller-manager kube-sc
 
 step deps env WITH_E2E=1 bash "$REPO_ROOT/hack/install-deps.sh"
 step dockerd ensure_dockerd
+step inotify ensure_inotify
 step kube-binaries bash "$REPO_ROOT/hack/build-kube.sh" "${kubebins[@]}"
 ln -sf "$AUTHBRIDGE_CACHE/kube/$KUBE_VERSION/kubectl" "$E2E_BIN/kubectl"
 step go-tools bash "$nib/tools.sh"
