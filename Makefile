@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps tools kube-apiserver test test-short demo bench vet fmt image e2e e2e-down clean kata-guest-policy
+.PHONY: all build deps tools kube-apiserver test test-short demo bench vet fmt image e2e e2e-down e2e-conformance clean kata-guest-policy
 
 all: build
 
@@ -59,6 +59,13 @@ e2e:
 
 e2e-down:
 	bash test/e2e/down.sh
+
+# Kubernetes' own [sig-network] conformance tests on the kind cluster of
+# make e2e, without and with the plugin (test/e2e/README.md, "Kubernetes
+# conformance"). Not in CI, not part of make test; first run builds e2e.test
+# (tens of minutes on 2 cores).
+e2e-conformance:
+	bash test/e2e/conformance.sh
 
 # A Kata guest image with the restrictive policy built in, for guests whose
 # image the node must not change (TEE / measured root file systems): runs

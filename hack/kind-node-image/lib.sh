@@ -24,9 +24,15 @@ E2E_LOGS=$E2E_CACHE/logs
 E2E_TIMINGS=${E2E_TIMINGS:-$E2E_LOGS/timings.log}
 REPO_ROOT=${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 # E2E_VARIANT=name (test/e2e/variant-<name>.sh) gets its own cluster and
-# kubeconfig, so a variant and the default run side by side.
+# kubeconfig, so a variant and the default run side by side; so does any
+# other CLUSTER_NAME: two clusters up at once must never share a file whose
+# current-context the other's `kind create` moves.
 CLUSTER_NAME=${CLUSTER_NAME:-authbridge-${E2E_VARIANT:-e2e}}
-E2E_KUBECONFIG=$E2E_CACHE/kubeconfig${E2E_VARIANT:+-$E2E_VARIANT}
+if [[ -n ${E2E_VARIANT:-} || $CLUSTER_NAME == authbridge-e2e ]]; then
+  E2E_KUBECONFIG=$E2E_CACHE/kubeconfig${E2E_VARIANT:+-$E2E_VARIANT}
+else
+  E2E_KUBECONFIG=$E2E_CACHE/kubeconfig-$CLUSTER_NAME
+fi
 # The agent image this worktree built, per variant: two clusters built from
 # different trees at once must not load each other's agent.
 E2E_AGENT_IMAGE_FILE=$E2E_CACHE/images/agent-image${E2E_VARIANT:+-$E2E_VARIANT}

@@ -5,14 +5,18 @@
 #          tools kind's entrypoint and kubelet use (kind node image base)
 #   tools: a minimal userland with iptables/nftables/conntrack (base of the
 #          kube-proxy image and of the proxy-init-style iptables image)
-#   rootfs.sh node|tools   -> prints the tarball path
+#   conformance: the userland Kubernetes' e2e test images carry (shell, curl,
+#          nc, dig, iproute2, iperf, nginx, busybox-static, conntrack), base
+#          of the images test/e2e/conformance-images.sh builds
+#   rootfs.sh node|tools|conformance   -> prints the tarball path
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 kind=${1:?node|tools}
 case $kind in
   node) pkgs=systemd,systemd-sysv,dbus,containerd,runc,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,curl,jq,procps,socat,e2fsprogs ;;
   tools) pkgs=iptables,nftables,conntrack,iproute2,kmod,procps ;;
-  *) die "unknown rootfs $kind (want node or tools)" ;;
+  conformance) pkgs=bash,curl,wget,netcat-openbsd,iproute2,iperf,bind9-dnsutils,iputils-ping,procps,nginx-light,busybox-static,conntrack,iptables,ca-certificates ;;
+  *) die "unknown rootfs $kind (want node, tools or conformance)" ;;
 esac
 key=$(printf '%s %s %s' "$DEBIAN_SUITE" "$pkgs" 1 | sha256sum | cut -c1-12)
 tar=$E2E_CACHE/rootfs/$kind-$DEBIAN_SUITE-$key.tar
