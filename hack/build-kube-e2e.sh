@@ -4,8 +4,8 @@
 # (test/e2e/conformance.sh):
 #   hack/build-kube-e2e.sh e2e.test [ginkgo] [agnhost] [regression-issue-74839]
 # e2e.test is `go test -c k8s.io/kubernetes/test/e2e` (ginkgo is built in);
-# the ginkgo CLI (the version Kubernetes' go.mod pins) only runs it in
-# parallel processes (ginkgo -p);
+# the ginkgo CLI (the version Kubernetes' go.mod pins) is there only to
+# run it in parallel processes (ginkgo --procs);
 # agnhost and regression-issue-74839 are the Go test images of the same
 # module (k8s.io/kubernetes/test/images/...), static; agnhost with the
 # version its VERSION file names (the tag test/utils/image/manifest.go

@@ -157,6 +157,11 @@ func (p *PluginInstaller) Run(ctx context.Context, installed func()) error {
 		}
 		if err := k.Run(ctx); err != nil {
 			errs <- fmt.Errorf("conflist keeper: %w", err)
+			// Stop the credential too, so Run returns the error now
+			// (the agent logs it and stays unready with the reason)
+			// instead of waiting silently for the credential loop,
+			// which only ends with ctx.
+			stopCred()
 		}
 	}()
 	wg.Wait()

@@ -41,25 +41,46 @@ type Keeper struct {
 	// OnInstalled, if set, is called once after the first successful
 	// install (readiness).
 	OnInstalled func(Result)
+
+	// newWatcher makes the conf dir watcher; nil means fsnotify's. Tests
+	// set it to fail the way inotify does at its per-user limits, which a
+	// test cannot reach without taking them from the whole machine.
+	newWatcher func() (*fsnotify.Watcher, error)
 }
 
 // Run installs the entry, then keeps it until ctx is done (it then returns
 // nil). Errors of single attempts (no config yet, a file that does not
 // parse, a half-written file) are logged and retried on the next event or
-// resync. Stop Run (cancel ctx and wait for it to return) before calling
-// Uninstall, or it would put the entry back.
+// resync. A conf dir that cannot be watched (inotify's per-user limits are
+// shared by every container of the node, and of every kind node on one
+// host) does not stop it either: it installs at once, logs a WARN and
+// checks every resync period, trying the watch again each time. Stop Run
+// (cancel ctx and wait for it to return) before calling Uninstall, or it
+// would put the entry back.
 func (k *Keeper) Run(ctx context.Context) error {
 	if _, err := k.Options.entry(); err != nil {
 		return err
 	}
 	w, err := k.watch()
 	if err != nil {
-		return err
+		k.Options.logger().Warn("cannot watch the CNI conf dir; checking it every resync period until the watch works (a primary CNI's rewrite is then seen within that period, not within milliseconds)",
+			"dir", k.Options.ConfDir, "resync", k.resync().String(), "err", err)
 	}
-	defer w.Close()
+	defer func() {
+		if w != nil {
+			w.Close()
+		}
+	}()
 	var installed bool
 	k.ensure(&installed, "start")
-	return k.loop(ctx, w, &installed)
+	return k.loop(ctx, &w, &installed)
+}
+
+func (k *Keeper) resync() time.Duration {
+	if k.Resync <= 0 {
+		return DefaultResync
+	}
+	return k.Resync
 }
 
 // watch creates the conf dir if needed and watches it (the directory, so
@@ -69,7 +90,11 @@ func (k *Keeper) watch() (*fsnotify.Watcher, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create CNI conf dir: %w", err)
 	}
-	w, err := fsnotify.NewWatcher()
+	newWatcher := k.newWatcher
+	if newWatcher == nil {
+		newWatcher = fsnotify.NewWatcher
+	}
+	w, err := newWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watch CNI conf dir: %w", err)
 	}
@@ -111,33 +136,38 @@ func (k *Keeper) ensure(installed *bool, why string) {
 }
 
 // loop re-runs ensure a debounce after the last relevant event, and every
-// resync period (re-arming the watch in case the directory was replaced).
-func (k *Keeper) loop(ctx context.Context, w *fsnotify.Watcher, installed *bool) error {
-	debounce, resync := k.Debounce, k.Resync
+// resync period (re-arming the watch in case the directory was replaced, or
+// making it when *w is nil because it could not be made before).
+func (k *Keeper) loop(ctx context.Context, wp **fsnotify.Watcher, installed *bool) error {
+	debounce := k.Debounce
 	if debounce <= 0 {
 		debounce = DefaultDebounce
-	}
-	if resync <= 0 {
-		resync = DefaultResync
 	}
 	o := k.Options
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	ticker := time.NewTicker(resync)
+	ticker := time.NewTicker(k.resync())
 	defer ticker.Stop()
 	for {
+		// Without a watcher both channels are nil: only the resync ticks.
+		var events <-chan fsnotify.Event
+		var watchErrs <-chan error
+		w := *wp
+		if w != nil {
+			events, watchErrs = w.Events, w.Errors
+		}
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return nil
-		case ev, ok := <-w.Events:
+		case ev, ok := <-events:
 			if !ok {
 				return errors.New("conf dir watcher closed")
 			}
 			if k.relevant(ev) {
 				timer.Reset(debounce)
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-watchErrs:
 			if !ok {
 				return errors.New("conf dir watcher closed")
 			}
@@ -147,8 +177,18 @@ func (k *Keeper) loop(ctx context.Context, w *fsnotify.Watcher, installed *bool)
 		case <-timer.C:
 			k.ensure(installed, "fsnotify")
 		case <-ticker.C:
-			if err := w.Add(o.ConfDir); err != nil {
-				o.logger().Warn("re-watch CNI conf dir", "dir", o.ConfDir, "err", err)
+			switch {
+			case w == nil:
+				if nw, err := k.watch(); err != nil {
+					o.logger().Debug("CNI conf dir still not watchable", "dir", o.ConfDir, "err", err)
+				} else {
+					*wp = nw
+					o.logger().Info("watching the CNI conf dir again", "dir", o.ConfDir)
+				}
+			default:
+				if err := w.Add(o.ConfDir); err != nil {
+					o.logger().Warn("re-watch CNI conf dir", "dir", o.ConfDir, "err", err)
+				}
 			}
 			k.ensure(installed, "resync")
 		}

@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/kagenti/authbridge-node/pkg/pluginconf"
 )
 
@@ -227,6 +229,89 @@ func TestKeeperWaitsForPrimaryAndSurvivesBrokenFile(t *testing.T) {
 	}
 	if !hasOurEntryLast(t, p) {
 		t.Fatal("entry missing")
+	}
+}
+
+// TestKeeperWithoutWatch: the conf dir cannot be watched at first (found on
+// a kind cluster: every agent of a reinstall stayed unready for good, the
+// keeper had returned its watch error before its first install and nobody
+// logged it). The keeper installs anyway, keeps the entry by resync while
+// the watch fails, and watches again once it can. The failure is injected
+// (newWatcher): inotify's real limits are per user and machine-wide, so a
+// test cannot reach them without breaking every other watcher on the host.
+func TestKeeperWithoutWatch(t *testing.T) {
+	dir := t.TempDir()
+	conf := copyFixture(t, dir, "10-kindnet.conflist", 0o644)
+	primary, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls, failFirst := 0, 3
+	ch := make(chan string, 100)
+	installed := make(chan struct{})
+	k := &Keeper{
+		Options:     testOptions(dir),
+		Resync:      50 * time.Millisecond,
+		OnReinsert:  func(f string) { ch <- f },
+		OnInstalled: func(Result) { close(installed) },
+		newWatcher: func() (*fsnotify.Watcher, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if calls <= failFirst {
+				return nil, syscall.EMFILE // inotify_init1 at fs.inotify.max_user_instances
+			}
+			return fsnotify.NewWatcher()
+		},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- k.Run(ctx) }()
+	returned := false
+	defer func() {
+		cancel()
+		if returned {
+			return
+		}
+		if err := <-done; err != nil {
+			t.Errorf("keeper: %v", err)
+		}
+	}()
+	select {
+	case <-installed:
+	case err := <-done:
+		returned = true
+		t.Fatalf("keeper stopped instead of installing without a watch: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("keeper did not install without a watch")
+	}
+	if !hasOurEntryLast(t, conf) {
+		t.Fatal("entry missing after the first install")
+	}
+	// While the watch still fails (or just came back): the primary drops
+	// the entry, the resync puts it back.
+	writeLikePrimary(t, conf, primary, false)
+	waitReinsert(t, ch, conf)
+	// The watch is made again on a later resync.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		c := calls
+		mu.Unlock()
+		if c > failFirst {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the keeper tried the watch %d times in 10 s; want a retry after %d failures", c, failFirst)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// And it keeps working: the next rewrite is repaired too.
+	writeLikePrimary(t, conf, primary, true)
+	waitReinsert(t, ch, conf)
+	if !hasOurEntryLast(t, conf) {
+		t.Fatal("entry missing after the watch came back")
 	}
 }
 

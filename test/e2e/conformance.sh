@@ -13,18 +13,19 @@
 #                                (the skip regex below; CONFORMANCE_SKIP
 #                                replaces it)
 #   CONFORMANCE_MODES="without with"   which runs, in that order (default both)
-#   CONFORMANCE_PROCS=3          parallel ginkgo processes ([Serial] specs are
+#   CONFORMANCE_PROCS=4          parallel ginkgo processes ([Serial] specs are
 #                                skipped by the skip regex)
 # Writes under $E2E_LOGS/conformance-<stamp>/<mode>/: junit_01.xml,
-# ginkgo.log, counts.txt, passed.txt, failed.txt, skipped.txt; and
-# compare.txt (the passing sets side by side) in the stamp directory.
+# ginkgo.log, counts.txt, passed.txt, failed.txt, skipped.txt; and in the
+# stamp directory compare.txt (the specs that passed in one run only),
+# summary.txt and readme-table.md (the counts as test/e2e/README.md's table).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../hack/kind-node-image/lib.sh"
 export KUBECONFIG=$E2E_KUBECONFIG
 set_name=${CONFORMANCE_SET:-conformance}
 modes=${CONFORMANCE_MODES:-without with}
-procs=${CONFORMANCE_PROCS:-3}
+procs=${CONFORMANCE_PROCS:-4}
 # Skipped, and why (test/e2e/README.md, "Kubernetes conformance"):
 #   [Serial], [Disruptive]: change the whole cluster or its nodes (none of
 #   the 45 [sig-network] [Conformance] specs of v1.34.4 is either);
@@ -160,4 +161,20 @@ if [[ -d $out/without && -d $out/with ]]; then
   cat "$out/compare.txt" >&2
 fi
 { echo "set $set_name, focus $focus"; echo "skip $skip"; echo "total wall $((SECONDS - t_start)) s"; } >> "$out/summary.txt"
+# The counts as the table of test/e2e/README.md ("Kubernetes conformance"),
+# to paste there with the date and versions.
+if [[ -d $out/without && -d $out/with ]]; then
+  count() { sed -n "s/.*$2=\([0-9]*\).*/\1/p" "$out/$1/counts.txt"; }
+  wall() { sed -n "s/^$1: wall \([0-9]*\) s/\1/p" "$out/summary.txt"; }
+  {
+    echo "| | without the plugin | with the plugin |"
+    echo "| --- | --- | --- |"
+    echo "| passed | **$(count without passed)** | **$(count with passed)** |"
+    echo "| of which \`[Conformance]\` | $(grep -c 'Conformance\]' "$out/without/passed.txt") | $(grep -c 'Conformance\]' "$out/with/passed.txt") |"
+    echo "| failed | $(count without failed) | $(count with failed) |"
+    echo "| skipped at run time | $(count without skipped) | $(count with skipped) |"
+    echo "| wall time of the suite | $(wall without) s | $(wall with) s |"
+  } > "$out/readme-table.md"
+  cat "$out/readme-table.md" >&2
+fi
 log "conformance done in $((SECONDS - t_start))s: $out"
