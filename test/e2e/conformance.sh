@@ -55,7 +55,7 @@ step test-images bash -c "bash '$here/conformance-images.sh' > '$out/images.txt'
 # agent from this worktree and leaves the rendered manifests behind: keep a
 # copy, the reinstall applies exactly what was installed.
 step cluster env E2E_SKIP_TESTS=1 bash "$here/run.sh"
-cp "$E2E_CACHE/agent-install/rendered.yaml" "$out/agent.yaml"
+cp "$E2E_CACHE/agent-install${E2E_VARIANT:+-$E2E_VARIANT}/rendered.yaml" "$out/agent.yaml"
 mapfile -t images < "$out/images.txt"
 step load-test-images kind load docker-image --name "$CLUSTER_NAME" "${images[@]}"
 mapfile -t nodes < <(kind get nodes --name "$CLUSTER_NAME" | sort)
