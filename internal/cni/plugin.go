@@ -424,13 +424,7 @@ func familiesOf(prev types.Result) ([]redirect.Family, error) {
 			v6 = true
 		}
 	}
-	var fams []redirect.Family
-	if v4 {
-		fams = append(fams, redirect.IPv4)
-	}
-	if v6 {
-		fams = append(fams, redirect.IPv6)
-	}
+	fams := enforce.Families(v4, v6)
 	if len(fams) == 0 {
 		return nil, errors.New("prevResult has no container IP address, so the families to program (IPv4/IPv6) are unknown; put authbridge-cni after the plugin that assigns the pod's IPs")
 	}

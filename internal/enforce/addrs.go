@@ -52,6 +52,16 @@ func AddrFamilies(netns ns.NetNS) ([]redirect.Family, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the pod's addresses in network namespace %s: %w", netns.Path(), err)
 	}
+	fams := Families(v4, v6)
+	if len(fams) == 0 {
+		return nil, ErrNoPodAddress
+	}
+	return fams, nil
+}
+
+// Families lists the families a pod has addresses in, IPv4 first (the
+// order every caller programs them in).
+func Families(v4, v6 bool) []redirect.Family {
 	var fams []redirect.Family
 	if v4 {
 		fams = append(fams, redirect.IPv4)
@@ -59,8 +69,5 @@ func AddrFamilies(netns ns.NetNS) ([]redirect.Family, error) {
 	if v6 {
 		fams = append(fams, redirect.IPv6)
 	}
-	if len(fams) == 0 {
-		return nil, ErrNoPodAddress
-	}
-	return fams, nil
+	return fams
 }
