@@ -38,11 +38,8 @@ func TestRunWithPluginInstaller(t *testing.T) {
 	node := "node-install"
 	createNode(t, adm, node)
 
-	dir := t.TempDir()
-	confDir, binDir, credDir := filepath.Join(dir, "net.d"), filepath.Join(dir, "bin"), filepath.Join(dir, "var-lib-authbridge")
-	for _, d := range []string{confDir, binDir} {
-		os.MkdirAll(d, 0o755)
-	}
+	f := newInstallFixture(t, srv, node)
+	dir, confDir, binDir, credDir := f.dir, f.confDir, f.binDir, f.credDir
 	kindnet, err := os.ReadFile("../install/testdata/10-kindnet.conflist")
 	if err != nil {
 		t.Fatal(err)
@@ -51,24 +48,8 @@ func TestRunWithPluginInstaller(t *testing.T) {
 	os.WriteFile(conflist, kindnet, 0o644)
 	// An earlier version's kubeconfig (pod-bound token) in the conf dir.
 	os.WriteFile(filepath.Join(confDir, KubeconfigName), []byte("old"), 0o600)
-	plugin := filepath.Join(dir, "authbridge-cni")
-	os.WriteFile(plugin, []byte("#!/bin/sh\necho plugin\n"), 0o755)
-	caFile := filepath.Join(dir, "ca.crt")
-	os.WriteFile(caFile, srv.CA, 0o644)
-	agentCS := agentClient(t)
-
-	cfg := testConfig(t)
-	cfg.CNIConfDir, cfg.CNIBinDir, cfg.HostCNIConfDir, cfg.CredentialDir = confDir, binDir, confDir, credDir
 	start := func(uninstall bool) *harness {
-		inst := &PluginInstaller{Config: cfg, SourceBinary: plugin, PluginLogFile: filepath.Join(dir, "cni.log"),
-			Credential: &PluginCredential{Client: agentCS, Namespace: "authbridge-system", NodeName: node, Server: srv.URL, CAFile: caFile}}
-		h := newAgent(t, agentCS, node, cfg, func(o *Options) {
-			o.Installer = inst
-			o.UninstallCheck = func(context.Context) Verdict { return Verdict{Uninstall: uninstall, Why: "test"} }
-		})
-		inst.OnReinsert = h.a.Metrics().ConflistReinsertions.Inc
-		h.start(t)
-		h.waitReady(t)
+		h, _ := f.start(t, uninstall, true)
 		return h
 	}
 	h := start(false)
@@ -83,7 +64,7 @@ func TestRunWithPluginInstaller(t *testing.T) {
 	}
 	last := cl.Plugins[len(cl.Plugins)-1]
 	kc := filepath.Join(credDir, PluginKubeconfigName)
-	if last["type"] != "authbridge-cni" || last["kubeconfig"] != kc || last["stateDir"] != cfg.StateDir || last["defaultMode"] != "enforce-redirect" || last["logFile"] != filepath.Join(dir, "cni.log") {
+	if last["type"] != "authbridge-cni" || last["kubeconfig"] != kc || last["stateDir"] != f.cfg.StateDir || last["defaultMode"] != "enforce-redirect" || last["logFile"] != filepath.Join(dir, "cni.log") {
 		t.Fatalf("entry: %v", last)
 	}
 	if fi, err := os.Stat(filepath.Join(binDir, "authbridge-cni")); err != nil || fi.Mode().Perm() != 0o755 {
@@ -122,7 +103,7 @@ func TestRunWithPluginInstaller(t *testing.T) {
 	defer qcancel()
 	var ans decision.Response
 	waitFor(t, 10*time.Second, func() (bool, string) {
-		ans, err = decision.Query(qctx, filepath.Join(cfg.StateDir, decision.SocketName), decision.Request{Namespace: "install-ns", Name: "workload", UID: string(wl.UID)})
+		ans, err = decision.Query(qctx, filepath.Join(f.cfg.StateDir, decision.SocketName), decision.Request{Namespace: "install-ns", Name: "workload", UID: string(wl.UID)})
 		return err == nil && ans.Source == decision.SourceCache, fmt.Sprintf("%+v %v", ans, err)
 	})
 	if ans.Pod == nil || ans.Pod.UID != wl.UID {
@@ -200,11 +181,8 @@ func TestRunWithPluginInstallerMultusAttachment(t *testing.T) {
 	node := "node-install-multus"
 	createNode(t, adm, node)
 
-	dir := t.TempDir()
-	confDir, binDir, credDir := filepath.Join(dir, "net.d"), filepath.Join(dir, "bin"), filepath.Join(dir, "var-lib-authbridge")
-	for _, d := range []string{confDir, binDir} {
-		os.MkdirAll(d, 0o755)
-	}
+	f := newInstallFixture(t, srv, node)
+	confDir, binDir, credDir := f.confDir, f.binDir, f.credDir
 	multus, err := os.ReadFile("../install/testdata/00-multus.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -218,27 +196,13 @@ func TestRunWithPluginInstallerMultusAttachment(t *testing.T) {
 	if _, err := os.Stat(multusConf); !os.IsNotExist(err) {
 		t.Fatalf("test setup: 00-multus.conf not converted: %v", err)
 	}
-	plugin := filepath.Join(dir, "authbridge-cni")
-	os.WriteFile(plugin, []byte("#!/bin/sh\necho plugin\n"), 0o755)
-	caFile := filepath.Join(dir, "ca.crt")
-	os.WriteFile(caFile, srv.CA, 0o644)
-	agentCS := agentClient(t)
-
-	cfg := testConfig(t)
-	cfg.CNIConfDir, cfg.CNIBinDir, cfg.HostCNIConfDir, cfg.CredentialDir = confDir, binDir, confDir, credDir
-	if cfg.CNIInstallMode != config.InstallAuto {
-		t.Fatalf("test config's cniInstallMode %q, want the default auto", cfg.CNIInstallMode)
+	if f.cfg.CNIInstallMode != config.InstallAuto {
+		t.Fatalf("test config's cniInstallMode %q, want the default auto", f.cfg.CNIInstallMode)
 	}
 	var inst *PluginInstaller
 	start := func(uninstall bool) *harness {
-		inst = &PluginInstaller{Config: cfg, SourceBinary: plugin, PluginLogFile: filepath.Join(dir, "cni.log"),
-			Credential: &PluginCredential{Client: agentCS, Namespace: "authbridge-system", NodeName: node, Server: srv.URL, CAFile: caFile}}
-		h := newAgent(t, agentCS, node, cfg, func(o *Options) {
-			o.Installer = inst
-			o.UninstallCheck = func(context.Context) Verdict { return Verdict{Uninstall: uninstall, Why: "test"} }
-		})
-		h.start(t)
-		h.waitReady(t)
+		var h *harness
+		h, inst = f.start(t, uninstall, false)
 		return h
 	}
 	h := start(false)
@@ -264,7 +228,7 @@ func TestRunWithPluginInstallerMultusAttachment(t *testing.T) {
 		t.Fatal(err)
 	}
 	kc := filepath.Join(credDir, PluginKubeconfigName)
-	if entry["type"] != "authbridge-cni" || entry["kubeconfig"] != kc || entry["stateDir"] != cfg.StateDir || entry["defaultMode"] != "enforce-redirect" {
+	if entry["type"] != "authbridge-cni" || entry["kubeconfig"] != kc || entry["stateDir"] != f.cfg.StateDir || entry["defaultMode"] != "enforce-redirect" {
 		t.Fatalf("entry file: %v", entry)
 	}
 	if _, err := os.Stat(filepath.Join(binDir, "authbridge-cni")); err != nil {
@@ -289,4 +253,49 @@ func TestRunWithPluginInstallerMultusAttachment(t *testing.T) {
 	if got, err := os.ReadFile(multusConf); err != nil || string(got) != string(multus) {
 		t.Fatalf("00-multus.conf changed by the uninstall: %v\n%s", err, got)
 	}
+}
+
+// installFixture is a node's CNI dirs in a temp dir, a stand-in plugin
+// binary, the API server's CA and an agent whose installer uses them.
+type installFixture struct {
+	dir, confDir, binDir, credDir, plugin, caFile string
+	srv                                           *apiserver.Server
+	node                                          string
+	agentCS                                       kubernetes.Interface
+	cfg                                           config.Agent
+}
+
+func newInstallFixture(t *testing.T, srv *apiserver.Server, node string) *installFixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &installFixture{dir: dir, confDir: filepath.Join(dir, "net.d"), binDir: filepath.Join(dir, "bin"),
+		credDir: filepath.Join(dir, "var-lib-authbridge"), plugin: filepath.Join(dir, "authbridge-cni"),
+		caFile: filepath.Join(dir, "ca.crt"), srv: srv, node: node}
+	for _, d := range []string{f.confDir, f.binDir} {
+		os.MkdirAll(d, 0o755)
+	}
+	os.WriteFile(f.plugin, []byte("#!/bin/sh\necho plugin\n"), 0o755)
+	os.WriteFile(f.caFile, srv.CA, 0o644)
+	f.agentCS = agentClient(t)
+	f.cfg = testConfig(t)
+	f.cfg.CNIConfDir, f.cfg.CNIBinDir, f.cfg.HostCNIConfDir, f.cfg.CredentialDir = f.confDir, f.binDir, f.confDir, f.credDir
+	return f
+}
+
+// start runs an agent with a fresh installer (uninstall: what its shutdown
+// check answers; countReinserts wires the reinsertion metric) until ready.
+func (f *installFixture) start(t *testing.T, uninstall, countReinserts bool) (*harness, *PluginInstaller) {
+	t.Helper()
+	inst := &PluginInstaller{Config: f.cfg, SourceBinary: f.plugin, PluginLogFile: filepath.Join(f.dir, "cni.log"),
+		Credential: &PluginCredential{Client: f.agentCS, Namespace: "authbridge-system", NodeName: f.node, Server: f.srv.URL, CAFile: f.caFile}}
+	h := newAgent(t, f.agentCS, f.node, f.cfg, func(o *Options) {
+		o.Installer = inst
+		o.UninstallCheck = func(context.Context) Verdict { return Verdict{Uninstall: uninstall, Why: "test"} }
+	})
+	if countReinserts {
+		inst.OnReinsert = h.a.Metrics().ConflistReinsertions.Inc
+	}
+	h.start(t)
+	h.waitReady(t)
+	return h, inst
 }
